@@ -1,0 +1,76 @@
+"""The ``aigc-bench`` command line: parse, call, print, exit code. It never measures.
+
+Each subcommand lives in ``bench/commands/<name>.py`` and exposes ``register(subparsers)``,
+which adds its parser and sets ``handler`` (a function ``(args) -> int`` exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from bench import __version__
+from bench.errors import EXIT_USAGE, BenchError
+
+EPILOG = """exit codes:
+  0  success
+  1  compare: a regression was found
+  2  usage or bad input (one line names the valid choices)
+  3  run finished, but some cells failed (see the results file)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (its default also prints the whole usage)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="aigc-bench",
+        description="Matched-size benchmarks of deep-learning backbones: params, exact FLOPs, latency, "
+        "memory and accuracy on CPU and CUDA.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"aigc-bench {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    import bench.commands as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"bench.commands.{info.name}").register(sub)
+    for p in sub.choices.values():
+        p.epilog = p.epilog or EPILOG
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns (and exits with) a documented exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code = int(args.handler(args) or 0)
+    except BenchError as e:
+        print(f"aigc-bench: error: {e}", file=sys.stderr)
+        code = e.exit_code
+    except KeyboardInterrupt:
+        print("aigc-bench: interrupted; finished cells are saved", file=sys.stderr)
+        code = 130
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Value objects: what a suite declares and what one cell measures.
+
+Data flows one way: ``Suite`` -> ``CellSpec`` (one per cell) -> record (dict) -> store -> reports.
+Everything here is frozen and hashable so that a cell's key is a value (``CellKey``) that can be
+compared, sorted, stored and joined on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+#: dtypes the CLI accepts, mapped to torch dtype names.
+DTYPES: dict[str, str] = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+#: devices the CLI accepts (``auto`` expands to every available one).
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: what one cell times: a forward under inference mode, or a whole training step.
+MODES: tuple[str, ...] = ("infer", "train")
+
+
+def freeze(mapping: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """Turn keyword arguments into a sorted tuple of pairs (hashable; lists become tuples)."""
+
+    def _f(v: Any) -> Any:
+        if isinstance(v, list | tuple):
+            return tuple(_f(x) for x in v)
+        if isinstance(v, Mapping):
+            return freeze(v)
+        return v
+
+    return tuple(sorted((str(k), _f(v)) for k, v in (mapping or {}).items()))
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One model argument the matched-size solver may set, over a sorted grid of values.
+
+    ``derive`` names other model arguments computed from the knob's value (e.g. a width list
+    from a base width); it is a dotted path ``module:function`` taking the value and returning
+    a dict of extra model arguments, so that a resolved variant stays plain data.
+    """
+
+    name: str
+    values: tuple[Any, ...]
+    derive: str | None = None
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """How a family's model is built for one tier, before sizing.
+
+    ``builder`` is ``"timm:<model name>"`` (``timm.create_model(name, pretrained=False, **args)``)
+    or ``"<module>:<function>"`` (called with the model arguments). ``knob`` is solved so that
+    the parameter count (or MACs, ``target='macs'``) lands on the tier's target; ``None`` means
+    the canonical config is used as is.
+    """
+
+    family: str
+    builder: str
+    model_args: tuple[tuple[str, Any], ...] = ()
+    knob: Knob | None = None
+    name: str | None = None  # display name; defaults to the builder's model name
+    target: str = "params"  # or "macs"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A resolved, buildable model: everything a worker process needs to rebuild it."""
+
+    family: str
+    model: str  # display name, unique within a tier, e.g. "convnext_tiny[dims=88]"
+    builder: str
+    model_args: tuple[tuple[str, Any], ...]
+    target_params: int
+    achieved_params: int
+    tolerance: float
+    knob: str | None = None
+    knob_value: Any = None
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """Model arguments as a (fresh, mutable) dict."""
+        return {k: _thaw(v) for k, v in self.model_args}
+
+    @property
+    def param_error(self) -> float:
+        """Relative distance of the achieved parameter count from the tier's target."""
+        return self.achieved_params / self.target_params - 1.0
+
+
+def _thaw(v: Any) -> Any:
+    if isinstance(v, tuple) and v and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in v):
+        return {k: _thaw(x) for k, x in v}
+    return v
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A parameter budget shared by every family in it."""
+
+    name: str
+    target_params: int
+    variants: tuple[VariantSpec, ...]
+    tolerance: float = 0.10
+    input_shape: tuple[int, ...] = (3, 224, 224)  # one sample, without the batch dimension
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much of a suite to run and how long to measure.
+
+    ``seq_lens`` is empty for suites whose input length is fixed by the tier's ``input_shape``.
+    """
+
+    name: str
+    tiers: tuple[str, ...] | None = None  # None: every tier
+    batch_sizes: tuple[int, ...] = (1,)
+    dtypes: tuple[str, ...] = ("fp32",)
+    modes: tuple[str, ...] = ("infer",)
+    seq_lens: tuple[int, ...] = ()
+    metrics: tuple[str, ...] = ("params", "flops", "memory", "latency")
+    warmup_s: float = 0.5  # at most this long (or until stable) before measuring
+    min_run_time_s: float = 1.0  # measurement window per cell
+    max_samples: int = 2000
+    timeout_s: float = 300.0  # a cell that takes longer is killed and recorded as "timeout"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A suite declared as data: families, tiers, inputs, metrics and profiles."""
+
+    name: str
+    description: str
+    input_kind: str  # key into bench.inputs' registry ("image", "tokens", ...)
+    tiers: tuple[Tier, ...]
+    profiles: tuple[Profile, ...]
+    default_profile: str = "default"
+    input_args: tuple[tuple[str, Any], ...] = ()  # e.g. vocabulary size for token inputs
+
+    def tier(self, name: str) -> Tier:
+        from bench.errors import UnknownNameError
+
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        raise UnknownNameError("tier", name, [t.name for t in self.tiers])
+
+    def profile(self, name: str | None = None) -> Profile:
+        from bench.errors import UnknownNameError
+
+        name = name or self.default_profile
+        for p in self.profiles:
+            if p.name == name:
+                return p
+        raise UnknownNameError(f"profile of suite {self.name!r}", name, [p.name for p in self.profiles])
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """Family names in declaration order."""
+        seen: dict[str, None] = {}
+        for t in self.tiers:
+            for v in t.variants:
+                seen.setdefault(v.family, None)
+        return tuple(seen)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The suite definition as JSON-able data (stored with every run)."""
+        return _jsonable(asdict(self))
+
+    def definition_hash(self) -> str:
+        """Short stable hash of the definition: runs of different definitions never merge."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True, order=True)
+class CellKey:
+    """What one cell measured: the join key of results, comparisons and reports."""
+
+    suite: str
+    tier: str
+    family: str
+    model: str
+    device: str
+    dtype: str
+    batch_size: int
+    input_shape: tuple[int, ...]
+    seq_len: int | None = None
+    mode: str = "infer"
+
+    @property
+    def id(self) -> str:
+        """A stable, readable string form, unique within a suite."""
+        parts = [self.suite, self.tier, self.family, self.model, self.device, self.dtype, f"b{self.batch_size}",
+                 "x".join(map(str, self.input_shape))]
+        if self.seq_len is not None:
+            parts.append(f"T{self.seq_len}")
+        parts.append(self.mode)
+        return "/".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CellKey:
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["input_shape"] = tuple(kw.get("input_shape") or ())
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything a worker needs to measure one cell (picklable, no live objects)."""
+
+    key: CellKey
+    variant: Variant
+    input_kind: str
+    input_args: tuple[tuple[str, Any], ...]
+    profile: Profile
+    threads: int | None = None
+    extra: tuple[tuple[str, Any], ...] = field(default=())  # e.g. data/weights paths
+
+    def with_key(self, **changes: Any) -> CellSpec:
+        return replace(self, key=replace(self.key, **changes))
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float | int | str | bool) or x is None:
+        return x
+    return repr(x)
