@@ -1,0 +1,122 @@
+"""Environment fingerprint: what a result depends on besides the code under test.
+
+Stored in every run file; ``compare`` checks the fields in ``COMPARABLE`` before it trusts a
+difference (CI machines change under you: pytest-benchmark #255/#276).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: fields that must match for latency/memory comparisons to be meaningful
+COMPARABLE = ("cpu_model", "gpu_name", "torch", "threads", "cuda")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``), or ``platform.processor()`` elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _mem_total_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The aigc-bench checkout's commit (with ``+dirty`` if modified), when run from a git tree."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+        )
+        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def fingerprint(threads: int | None = None) -> dict[str, Any]:
+    """The environment of this process as plain JSON-able data."""
+    import torch
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        affinity = os.cpu_count()
+    fp: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "timm": _version("timm"),
+        "fvcore": _version("fvcore"),
+        "numpy": _version("numpy"),
+        "aigc_bench": _version("aigc-bench"),
+        "git_commit": git_commit(),
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "memory_gb": _mem_total_gb(),
+        "threads": threads if threads is not None else torch.get_num_threads(),
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "cuda": None,
+        "gpu_name": None,
+        "gpu_count": 0,
+        "gpu_driver": None,
+        "cudnn": None,
+    }
+    if torch.cuda.is_available():
+        fp["cuda"] = torch.version.cuda
+        fp["gpu_count"] = torch.cuda.device_count()
+        fp["gpu_name"] = torch.cuda.get_device_name(0)
+        fp["cudnn"] = torch.backends.cudnn.version()
+        fp["gpu_driver"] = _nvidia_driver()
+    return fp
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def available_devices() -> list[str]:
+    """Devices this machine can run: always ``cpu``, plus ``cuda`` when a GPU is visible."""
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
