@@ -1,0 +1,299 @@
+"""Expand a suite into cells and measure each in its own worker process.
+
+The runner owns the side effects of a run (processes, the results file); it reports progress
+through a callback and never prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import queue as queue_mod
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UsageError
+from bench.spec import DEVICES, DTYPES, CellKey, CellSpec, Profile, Suite, freeze
+from bench.worker import base_record
+
+log = logging.getLogger(__name__)
+
+#: ``on_event(event, cell, payload)``: events are "start", "phase", "done" (payload: the record)
+EventCallback = Callable[[str, CellSpec, Any], None]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the user asked for on top of the profile."""
+
+    profile: str | None = None
+    devices: tuple[str, ...] = ("auto",)
+    dtypes: tuple[str, ...] | None = None  # None: the profile's
+    batch_sizes: tuple[int, ...] | None = None  # None: the profile's
+    threads: int | None = None  # None: torch's default in the worker (all cores)
+    shard: tuple[int, int] | None = None  # (k, n), 1-based k
+    tiers: tuple[str, ...] | None = None  # None: the profile's
+    families: tuple[str, ...] | None = None  # None: all
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    path: Path
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped_existing: int = 0
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r["status"] in ("failed", "timeout") for r in self.records)
+
+
+def resolve_devices(requested: Sequence[str]) -> tuple[str, ...]:
+    """``auto`` -> every available device; an unavailable device is a usage error."""
+    from bench.env import available_devices
+
+    have = available_devices()
+    out: list[str] = []
+    for d in requested:
+        if d not in DEVICES:
+            from bench.errors import UnknownNameError
+
+            raise UnknownNameError("device", d, DEVICES)
+        if d == "auto":
+            out.extend(x for x in have if x not in out)
+        elif d not in have:
+            raise UsageError(f"device {d!r} is not available on this machine; valid choices: auto, {', '.join(have)}")
+        elif d not in out:
+            out.append(d)
+    return tuple(out)
+
+
+def check_dtypes(dtypes: Sequence[str]) -> tuple[str, ...]:
+    from bench.errors import UnknownNameError
+
+    for d in dtypes:
+        if d not in DTYPES:
+            raise UnknownNameError("dtype", d, DTYPES)
+    return tuple(dtypes)
+
+
+def suite_definition(suite: Suite) -> dict[str, Any]:
+    """The suite's declaration plus its resolved variants (what the run actually built)."""
+    from bench.sizing import resolve_tier
+
+    d = suite.to_dict()
+    d["resolved"] = {t.name: [asdict(v) for v in resolve_tier(t)] for t in suite.tiers}
+    return json.loads(json.dumps(d, default=repr))
+
+
+def definition_hash(definition: dict[str, Any]) -> str:
+    blob = json.dumps(definition, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
+    """Every cell the settings select, in a stable order (tier, family, device, dtype, batch, length, mode)."""
+    from bench.sizing import resolve_tier
+
+    profile = suite.profile(settings.profile)
+    tiers = settings.tiers or profile.tiers or tuple(t.name for t in suite.tiers)
+    if settings.families:
+        for f in settings.families:
+            if f not in suite.families:
+                from bench.errors import UnknownNameError
+
+                raise UnknownNameError(f"family of suite {suite.name!r}", f, suite.families)
+    devices = resolve_devices(settings.devices)
+    dtypes = check_dtypes(settings.dtypes or profile.dtypes)
+    batches = settings.batch_sizes or profile.batch_sizes
+    cells: list[CellSpec] = []
+    for tier_name in tiers:
+        tier = suite.tier(tier_name)
+        for variant in resolve_tier(tier):
+            if settings.families and variant.family not in settings.families:
+                continue
+            for device in devices:
+                for dtype in dtypes:
+                    for batch in batches:
+                        for seq_len in profile.seq_lens or (None,):
+                            for mode in profile.modes:
+                                key = CellKey(suite=suite.name, tier=tier.name, family=variant.family,
+                                              model=variant.model, device=device, dtype=dtype, batch_size=batch,
+                                              input_shape=tuple(tier.input_shape), seq_len=seq_len, mode=mode)  # fmt: skip
+                                cells.append(CellSpec(key=key, variant=variant, input_kind=suite.input_kind,
+                                                      input_args=suite.input_args, profile=profile,
+                                                      threads=settings.threads))  # fmt: skip
+    if settings.shard:
+        cells = select_shard(cells, *settings.shard)
+    return cells
+
+
+def select_shard(cells: Sequence[CellSpec], k: int, n: int) -> list[CellSpec]:
+    """A deterministic 1/n of the cells (shard k of n, 1-based), balanced by model.
+
+    Cells are dealt round-robin over the sorted cell ids, so every shard gets a similar mix of
+    models whatever the machine, and the union of the n shards is every cell exactly once.
+    """
+    if not (1 <= k <= n):
+        raise UsageError(f"shard {k}/{n} is out of range; K must be between 1 and N")
+    ordered = sorted(cells, key=lambda c: c.key.id)
+    return [c for i, c in enumerate(ordered) if i % n == k - 1]
+
+
+def measure_in_subprocess(cell: CellSpec, on_event: EventCallback | None = None) -> dict[str, Any]:
+    """Run one cell in a fresh spawned process, with the profile's timeout; never raises."""
+    ctx = mp.get_context("spawn")  # fork would inherit the parent's memory and threads
+    q = ctx.Queue()
+    from bench.worker import child_main
+
+    proc = ctx.Process(target=child_main, args=(cell, q), daemon=True)
+    t0 = time.monotonic()
+    proc.start()
+    record: dict[str, Any] | None = None
+    deadline = t0 + cell.profile.timeout_s
+    try:
+        while record is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                kind, payload = q.get(timeout=min(0.5, remaining))
+            except queue_mod.Empty:
+                if not proc.is_alive():
+                    # It may have exited between our get() and is_alive(): drain once more.
+                    try:
+                        kind, payload = q.get(timeout=1.0)
+                    except queue_mod.Empty:
+                        break
+                else:
+                    continue
+            if kind == "phase" and on_event:
+                on_event("phase", cell, payload)
+            elif kind == "record":
+                record = payload
+    finally:
+        if record is None and proc.is_alive():
+            proc.kill()
+        proc.join(timeout=10)
+        q.close()
+    if record is not None:
+        return record
+    elapsed = time.monotonic() - t0
+    if elapsed >= cell.profile.timeout_s:
+        rec = base_record(cell, "timeout", f"cell exceeded its {cell.profile.timeout_s:g} s timeout and was killed")
+    else:
+        code = proc.exitcode
+        why = "killed by signal 9 (likely out of memory)" if code == -9 else f"exit code {code}"
+        rec = base_record(cell, "failed", f"worker process died without a result ({why})")
+    rec["duration_s"] = round(elapsed, 3)
+    return rec
+
+
+def run(
+    suite: Suite,
+    settings: RunSettings,
+    out_dir: Path,
+    *,
+    resume: Path | str | None = None,
+    on_event: EventCallback | None = None,
+    measure: Callable[[CellSpec, EventCallback | None], dict[str, Any]] = measure_in_subprocess,
+) -> RunResult:
+    """Measure every selected cell, writing each record as soon as it is finished.
+
+    ``resume``: ``"latest"`` or a run file; its cells already recorded are not run again.
+    """
+    from bench.env import fingerprint
+    from bench.store import RunWriter, reserve_path, utc_now
+
+    cells = expand(suite, settings)  # validates names before anything is written
+    profile: Profile = suite.profile(settings.profile)
+    definition = suite_definition(suite)
+    shash = definition_hash(definition)
+    header = {
+        "run_id": None,
+        "suite": suite.name,
+        "suite_hash": shash,
+        "suite_definition": definition,
+        "profile": profile.name,
+        "settings": {
+            "devices": sorted({c.key.device for c in cells}) or list(resolve_devices(settings.devices)),
+            "dtypes": list(settings.dtypes or profile.dtypes),
+            "batch_sizes": list(settings.batch_sizes or profile.batch_sizes),
+            "threads": settings.threads,
+            "tiers": list(settings.tiers) if settings.tiers else None,
+            "families": list(settings.families) if settings.families else None,
+            "shard": f"{settings.shard[0]}/{settings.shard[1]}" if settings.shard else None,
+            "cells": len(cells),
+        },
+        "env": fingerprint(threads=settings.threads),
+        "started_at": utc_now(),
+    }
+    writer: RunWriter
+    if resume is not None:
+        path = find_resumable(out_dir, suite.name, shash, header["settings"], profile.name) if resume == "latest" else Path(resume)
+        if path is None:
+            log.info("nothing to resume in %s; starting a new run", out_dir)
+        else:
+            writer = RunWriter.resume(path)
+            if writer.doc["suite_hash"] != shash:
+                raise UsageError(f"{path}: was run with another definition of {suite.name!r} (hash {writer.doc['suite_hash']}); cannot resume it")
+    if resume is None or path is None:
+        started = datetime.now(timezone.utc)
+        path = reserve_path(out_dir, suite.name, started)
+        header["run_id"] = f"{path.stem}-{shash[:6]}"
+        writer = RunWriter(path, header)
+    done = writer.done_keys()
+    todo = [c for c in cells if c.key.id not in done]
+    result = RunResult(path=path, skipped_existing=len(cells) - len(todo))
+    result.records.extend(r for r in writer.records if CellKey.from_dict(r["key"]).id in {c.key.id for c in cells})
+    for cell in todo:
+        if on_event:
+            on_event("start", cell, None)
+        rec = measure(cell, on_event)
+        writer.add(rec)
+        result.records.append(rec)
+        if on_event:
+            on_event("done", cell, rec)
+    writer.finish()
+    return result
+
+
+def find_resumable(out_dir: Path, suite: str, shash: str, settings: dict[str, Any], profile: str) -> Path | None:
+    """The newest run file of this suite definition, profile and settings, if any."""
+    from bench.errors import StoreError
+    from bench.store import load_run
+
+    folder = Path(out_dir) / suite
+    if not folder.is_dir():
+        return None
+    keys = ("devices", "dtypes", "batch_sizes", "threads", "tiers", "families", "shard")
+    for f in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            doc = load_run(f)
+        except StoreError:
+            continue
+        same = all(doc.get("settings", {}).get(k) == settings.get(k) for k in keys)
+        if doc["suite_hash"] == shash and doc["profile"] == profile and same:
+            return f
+    return None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N)."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like K/N (e.g. 2/4), got {text!r}") from None
+    if not (1 <= k <= n):
+        raise UsageError(f"--shard {text}: K must be between 1 and N")
+    return k, n
+
+
+__all__ = ["RunSettings", "RunResult", "expand", "run", "select_shard", "parse_shard", "measure_in_subprocess", "freeze"]
