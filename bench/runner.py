@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UsageError
-from bench.spec import DEVICES, DTYPES, CellKey, CellSpec, Profile, Suite, freeze
+from bench.spec import DEVICES, DTYPES, CellKey, CellSpec, Profile, Suite
 from bench.worker import base_record
 
 log = logging.getLogger(__name__)
@@ -261,8 +261,22 @@ def run(
         result.records.append(rec)
         if on_event:
             on_event("done", cell, rec)
+    analysis = analyse_run(writer.records)
+    if analysis:
+        writer.doc["analysis"] = analysis
     writer.finish()
     return result
+
+
+def analyse_run(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Derived results stored with the run: scaling fits when cells vary in sequence length."""
+    if not any(r["key"].get("seq_len") is not None for r in records):
+        return None
+    try:
+        from bench.scaling import analyse
+    except ImportError:
+        return None
+    return analyse(records)
 
 
 def find_resumable(out_dir: Path, suite: str, shash: str, settings: dict[str, Any], profile: str) -> Path | None:
@@ -296,4 +310,3 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-__all__ = ["RunSettings", "RunResult", "expand", "run", "select_shard", "parse_shard", "measure_in_subprocess", "freeze"]
