@@ -1,1 +1,238 @@
-"""Tables and figures from stored results."""
+"""Tables and figures from stored results.
+
+``write_reports(paths, out_dir, formats)`` (the ``aigc-bench report`` command) and
+``write_run_reports(run_path)`` (called by ``aigc-bench run`` when it finishes) write, per suite,
+``<out_dir>/<suite>/<stem>.{md,csv,tex,html}``, figures ``<stem>.<figure>.{png,svg}`` and
+``<stem>.manifest.json``. ``<stem>`` is the run file's stem for one run, ``combined-<N>runs-<hash>``
+for several. Same inputs give the same names and byte-identical files (see docs/reports.md).
+
+Existing files are replaced only when they are ours: identical to the new bytes, or listed with
+their current sha256 in the set's manifest (written by an earlier report of the same stem and not
+edited since). Anything else is a conflict: an error (``ReportExistsError``), a new numbered stem,
+or an overwrite, as the caller chooses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UnknownNameError, UsageError
+
+__all__ = ["FORMATS", "ReportExistsError", "parse_formats", "write_reports", "write_run_reports"]
+
+#: report formats, in the order files are written; ``tex`` is accepted for ``latex``
+FORMATS = ("md", "csv", "latex", "html")
+_EXT = {"md": "md", "csv": "csv", "latex": "tex", "html": "html"}
+_ALIASES = {"tex": "latex", "markdown": "md", "htm": "html"}
+MANIFEST_KIND = "aigc-bench/report-manifest"
+#: what to do when a report file exists and is not ours: raise, pick ``<stem>-N``, or replace it
+CONFLICT_POLICIES = ("error", "suffix", "overwrite")
+
+
+class ReportExistsError(UsageError):
+    """A report file exists that this report did not write; nothing was written."""
+
+
+def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
+    """``"md,html"`` (or a list) -> known format names in ``FORMATS`` order; unknown names raise."""
+    names = [x.strip().lower() for x in (text.split(",") if isinstance(text, str) else text) if x.strip()]
+    out = set()
+    for n in names:
+        n = _ALIASES.get(n, n)
+        if n not in FORMATS:
+            raise UnknownNameError("report format", n, FORMATS)
+        out.add(n)
+    if not out:
+        raise UsageError(f"no report format given; choose from {', '.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in out)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def render_files(report: Any, stem: str, formats: Sequence[str], run_ids: Sequence[str] = ()) -> dict[str, bytes]:
+    """File name -> bytes for one report set (manifest last)."""
+    from bench.report import render
+
+    files: dict[str, bytes] = {}
+    if "md" in formats:
+        files[f"{stem}.md"] = render.markdown(report, stem).encode()
+    if "csv" in formats:
+        files[f"{stem}.csv"] = render.csv_text(report).encode()
+    if "latex" in formats:
+        files[f"{stem}.tex"] = render.latex(report).encode()
+    if "html" in formats:
+        files[f"{stem}.html"] = render.html_page(report).encode()
+    if "md" in formats or "html" in formats:
+        for f in report.figures:
+            files[f"{stem}.{f.slug}.png"] = f.png
+            files[f"{stem}.{f.slug}.svg"] = f.svg
+    manifest = {"kind": MANIFEST_KIND, "suite": report.suite, "runs": sorted(run_ids),
+                "files": {name: _sha(data) for name, data in files.items()}}  # fmt: skip
+    files[f"{stem}.manifest.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    return files
+
+
+def _owned(folder: Path, stem: str) -> dict[str, str]:
+    """name -> sha256 of the files an earlier report with this stem wrote (from its manifest)."""
+    try:
+        doc = json.loads((folder / f"{stem}.manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("kind") != MANIFEST_KIND or not isinstance(doc.get("files"), dict):
+        return {}
+    return {str(k): str(v) for k, v in doc["files"].items()}
+
+
+def _clashes(folder: Path, stem: str, files: Mapping[str, bytes]) -> list[Path]:
+    owned = _owned(folder, stem)
+    manifest = f"{stem}.manifest.json"
+    out = []
+    for name, data in files.items():
+        p = folder / name
+        if not p.exists():
+            continue
+        try:
+            current = p.read_bytes()
+        except OSError:
+            out.append(p)
+            continue
+        ours = current == data or owned.get(name) == _sha(current) or (name == manifest and bool(owned))
+        if not ours:
+            out.append(p)
+    return out
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write atomically (temporary file + rename) so a reader never sees half a report."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_set(
+    folder: Path, stem: str, report: Any, formats: Sequence[str], run_ids: Sequence[str], on_conflict: str
+) -> list[Path]:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create report folder {folder}: {e.strerror or e}") from None
+    for n in range(1000):
+        s = stem if n == 0 else f"{stem}-{n}"
+        files = render_files(report, s, formats, run_ids)
+        clash = _clashes(folder, s, files)
+        if not clash or on_conflict == "overwrite":
+            break
+        if on_conflict == "error":
+            names = ", ".join(str(p) for p in clash)
+            raise ReportExistsError(f"report files exist that this report did not write: {names}; "
+                                    "use --force to replace them or --out for another folder")  # fmt: skip
+    else:
+        raise UsageError(f"too many reports named {stem}-N in {folder}")
+    stale = {k: v for k, v in _owned(folder, s).items() if k not in files}
+    try:
+        for name, data in files.items():
+            p = folder / name
+            if not (p.exists() and p.read_bytes() == data):  # an identical file is left alone (and its mtime)
+                _write_bytes(p, data)
+        for name, sha in stale.items():  # a figure the new data no longer supports: ours, unedited, so remove it
+            p = folder / name
+            if "/" not in name and p.is_file() and _sha(p.read_bytes()) == sha:
+                p.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write reports in {folder}: {e.strerror or e}") from None
+    return [folder / name for name in files]
+
+
+def _unique_runs(runs: Sequence[tuple[Path, dict[str, Any]]]) -> list[tuple[Path, dict[str, Any]]]:
+    """One file per run id, sorted by run id.
+
+    A run can be found twice under one folder (``baseline save`` copies a run file); the copy with the
+    most records wins, then the one whose name the run id starts with (the runner's own file).
+    """
+
+    def score(fd: tuple[Path, dict[str, Any]]) -> tuple[int, bool]:
+        return len(fd[1]["records"]), str(fd[1]["run_id"]).startswith(fd[0].stem)
+
+    best: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for f, doc in runs:
+        rid = str(doc["run_id"])
+        if rid not in best or score((f, doc)) > score(best[rid]):
+            best[rid] = (f, doc)
+    return [best[rid] for rid in sorted(best)]
+
+
+def write_reports(
+    paths: str | Path | Iterable[str | Path] = "results",
+    out_dir: str | Path = "reports",
+    formats: str | Iterable[str] = FORMATS,
+    reference_family: str | None = None,
+    on_conflict: str = "error",
+) -> list[Path]:
+    """Write one report set per suite found in ``paths`` (files or folders) under ``out_dir/<suite>/``.
+
+    Several runs of a suite (shards, reruns) make one combined report; a cell measured by more than
+    one run shows the latest run's record in the tables, while the CSV keeps every record.
+    ``on_conflict`` is one of ``CONFLICT_POLICIES``. Returns the paths of the set's files.
+    """
+    import pandas as pd
+
+    from bench.report.document import build_report, run_stem
+    from bench.store import COLUMNS, iter_rows, load_run, result_files
+
+    if on_conflict not in CONFLICT_POLICIES:
+        raise UnknownNameError("conflict policy", on_conflict, CONFLICT_POLICIES)
+    fmts = parse_formats(formats)
+    files = result_files(paths)
+    if not files:
+        shown = [str(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
+        raise UsageError(f"no aigc-bench result files in {', '.join(shown) or '(nothing given)'}")
+    by_suite: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for f in files:
+        doc = load_run(f)
+        by_suite.setdefault(str(doc["suite"]), []).append((f, doc))
+    families = {str(r["key"]["family"]) for runs in by_suite.values() for _, d in runs for r in d["records"]}
+    if reference_family is not None and reference_family not in families:
+        raise UnknownNameError("reference family", reference_family, families)
+    written: list[Path] = []
+    for suite in sorted(by_suite):
+        runs = _unique_runs(by_suite[suite])
+        frame = pd.DataFrame([row for f, d in runs for row in iter_rows(d, f)])
+        for c in COLUMNS:
+            if c not in frame.columns:
+                frame[c] = None
+        report = build_report(frame, [d for _, d in runs], reference_family, figures="md" in fmts or "html" in fmts)
+        run_ids = [str(d["run_id"]) for _, d in runs]
+        stem = run_stem([f for f, _ in runs], run_ids)
+        written += _write_set(Path(out_dir) / suite, stem, report, fmts, run_ids, on_conflict)
+    return written
+
+
+def write_run_reports(
+    run_path: str | Path,
+    out_dir: str | Path | None = None,
+    formats: str | Iterable[str] = FORMATS,
+    reference_family: str | None = None,
+) -> list[Path]:
+    """Reports of one run file, written when ``aigc-bench run`` finishes: ``<out_dir>/<suite>/<run stem>.*``.
+
+    ``out_dir`` defaults to ``./reports``. Rewriting a run's own reports (after ``--resume``) replaces
+    them; a clash with files the report did not write never fails the finished run: the set goes to
+    ``<run stem>-N.*`` instead.
+    """
+    return write_reports(
+        [Path(run_path)], Path("reports") if out_dir is None else out_dir, formats, reference_family, "suffix"
+    )

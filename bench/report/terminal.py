@@ -1,15 +1,17 @@
-"""Terminal output of ``aigc-bench run``: a progress bar over cells and a summary table per device."""
+"""Terminal output of ``aigc-bench run``: a progress bar over cells and the report's summary tables."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bench.report.tables import Table as ReportTable
+from bench.report.tables import build_tables, frame_from_records
 from bench.spec import CellSpec
 
 
@@ -39,7 +41,10 @@ class ProgressView:
 
     def on_event(self, event: str, cell: CellSpec, payload: Any) -> None:
         k = cell.key
-        label = f"{k.tier}/{k.model} {k.device} {k.dtype} b{k.batch_size}" + (f" T{k.seq_len}" if k.seq_len else "")
+        # names like "convnext_tiny[dims=88]" would otherwise be read as rich markup
+        label = escape(
+            f"{k.tier}/{k.model} {k.device} {k.dtype} b{k.batch_size}" + (f" T{k.seq_len}" if k.seq_len else "")
+        )
         if k.mode != "infer":
             label += f" {k.mode}"
         if event == "start":
@@ -50,87 +55,58 @@ class ProgressView:
             status = payload["status"]
             if status in ("failed", "timeout"):
                 self.failed += 1
-                self.progress.console.print(f"[red]{status}[/red] {label}: {payload.get('error')}")
+                self.progress.console.print(f"[red]{status}[/red] {label}: {escape(str(payload.get('error')))}")
             elif status == "skipped":
-                self.progress.console.print(f"[yellow]skipped[/yellow] {label}: {payload.get('error')}")
+                self.progress.console.print(f"[yellow]skipped[/yellow] {label}: {escape(str(payload.get('error')))}")
             self.progress.update(self.task, advance=1, description=f"{label} · {status}")
 
 
-def _num(x: Any) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return math.nan
-    return v
-
-
-def _fmt(v: float, digits: int = 3) -> str:
-    if math.isnan(v):
-        return "–"
-    if v == 0:
-        return "0"
-    mag = math.floor(math.log10(abs(v)))
-    decimals = max(0, digits - 1 - mag)
-    return f"{v:.{decimals}f}"
-
-
-# (header, metric, scale, lower is better); per-batch columns are added for latency/throughput/memory.
-_STATIC = (("params (M)", "params", 1e-6, None), ("GMACs/sample", "macs", 1e-9, True))
-_PER_BATCH = (("p50 ms", "latency_p50_ms", 1.0, True), ("p90 ms", "latency_p90_ms", 1.0, True),
-              ("samples/s", "throughput", 1.0, False), ("peak MB", "peak_memory_mb", 1.0, True))  # fmt: skip
+def rich_table(t: ReportTable) -> Table:
+    """A report table (``bench.report.tables``) as a rich table: best values bold green, footnote marks."""
+    rt = Table(title=t.title, caption=t.caption or None, caption_justify="left")
+    for h in t.label_headers:
+        rt.add_column(h)
+    for c in t.columns:
+        rt.add_column(f"{c.group} {c.header}".strip(), justify="right")
+    for gi, g in enumerate(t.groups):
+        if g.label:
+            rt.add_row(f"[bold]{escape(g.label)}[/bold]", *[""] * (len(t.label_headers) + len(t.columns) - 1))
+        for i, r in enumerate(g.rows):
+            cells = []
+            for c in r.cells:
+                text = escape(c.text) + ("".join(f"[{n}]" for n in c.notes) if c.notes else "")
+                if c.best:
+                    text = f"[bold green]{text}[/bold green]"
+                elif c.status in ("failed", "timeout"):
+                    text = f"[red]{text}[/red]"
+                cells.append(text)
+            last = i == len(g.rows) - 1 and gi < len(t.groups) - 1
+            rt.add_row(*(escape(x) for x in r.labels), *cells, end_section=last)
+    return rt
 
 
 def summary_tables(records: Iterable[Mapping[str, Any]], suite: str) -> list[Table]:
-    """One table per device and mode: tiers as row groups, one row per family, units in the headers.
+    """The report's main tables for these records (one per dtype and mode), as rich tables.
 
-    The best value of each column within a tier is shown in bold green.
+    Same pivot as the written reports (``bench.report.tables.build_tables``): row groups are tier,
+    sequence length and batch size; devices side by side; best value per group in bold green.
     """
-    recs = [r for r in records if r.get("status") == "ok"]
-    tables: list[Table] = []
-    groups = sorted({(r["key"]["device"], r["key"].get("mode", "infer"), r["key"]["dtype"]) for r in recs})
-    for device, mode, dtype in groups:
-        rs = [r for r in recs if (r["key"]["device"], r["key"].get("mode", "infer"), r["key"]["dtype"]) == (device, mode, dtype)]
-        batches = sorted({r["key"]["batch_size"] for r in rs})
-        cols: list[tuple[str, str, float, bool | None, int | None]] = [(h, m, s, lb, None) for h, m, s, lb in _STATIC]
-        cols += [(f"{h} @b{b}", m, s, lb, b) for b in batches for h, m, s, lb in _PER_BATCH]
-        t = Table(title=f"{suite} · {device} · {dtype} · {mode}  (MAC = multiply-accumulate; FLOPs = 2 × MACs)")
-        t.add_column("tier")
-        t.add_column("family")
-        t.add_column("model")
-        for h, *_ in cols:
-            t.add_column(h, justify="right")
-        tiers = list(dict.fromkeys(r["key"]["tier"] for r in rs))
-        for ti, tier in enumerate(tiers):
-            models = list(dict.fromkeys((r["key"]["family"], r["key"]["model"]) for r in rs if r["key"]["tier"] == tier))
-            values: dict[tuple[str, str], list[float]] = {}
-            for fam, model in models:
-                row = []
-                for _h, metric, scale, _lb, b in cols:
-                    cand = [r for r in rs if r["key"]["tier"] == tier and r["key"]["model"] == model
-                            and (b is None or r["key"]["batch_size"] == b)]  # fmt: skip
-                    v = _num(cand[0]["metrics"].get(metric)) if cand else math.nan
-                    if metric == "macs" and cand:
-                        v = v / cand[0]["key"]["batch_size"]
-                    row.append(v * scale)
-                values[(fam, model)] = row
-            best = []
-            for j, (_h, _m, _s, lower, _b) in enumerate(cols):
-                col = [values[m][j] for m in models if not math.isnan(values[m][j])]
-                best.append(None if lower is None or len(col) < 2 else (min(col) if lower else max(col)))
-            for i, (fam, model) in enumerate(models):
-                cells = [f"[bold green]{_fmt(v)}[/bold green]" if best[j] is not None and v == best[j] else _fmt(v)
-                         for j, v in enumerate(values[(fam, model)])]  # fmt: skip
-                t.add_row(tier if i == 0 else "", fam, model, *cells, end_section=(i == len(models) - 1 and ti < len(tiers) - 1))
-        tables.append(t)
-    return tables
+    return [rich_table(t) for t in _report_tables(records)]
+
+
+def _report_tables(records: Iterable[Mapping[str, Any]]) -> list[ReportTable]:
+    records = list(records)
+    if not records:
+        return []
+    return build_tables(frame_from_records(records))
 
 
 def print_summary(console: Console, records: Iterable[Mapping[str, Any]], suite: str) -> None:
-    """Print the summary tables, then a line per failed or skipped cell."""
-    records = list(records)
-    for t in summary_tables(records, suite):
-        console.print(t)
-    bad = [r for r in records if r.get("status") != "ok"]
-    for r in bad:
-        k = r["key"]
-        console.print(f"[red]{r['status']}[/red] {k['tier']}/{k['model']} {k['device']} {k['dtype']} b{k['batch_size']}: {r.get('error')}")
+    """Print the summary tables, each followed by its footnotes (failed, timed-out and skipped cells)."""
+    tables = _report_tables(records)
+    for t in tables:
+        console.print(rich_table(t))
+        for i, note in enumerate(t.notes, 1):
+            console.print(f"[{i}] {escape(note)}", style="red" if note.startswith(("failed", "timeout")) else None)
+    if not tables:
+        console.print(f"{suite}: no cells recorded")

@@ -1,0 +1,40 @@
+"""``aigc-bench report [PATHS...]``: tables and figures (Markdown, CSV, LaTeX, HTML) from stored results.
+
+One report set per suite: ``OUT/<suite>/<run stem>.{md,csv,tex,html}``, figures ``<stem>.<figure>.{png,svg}``
+and ``<stem>.manifest.json``; several runs of a suite are combined into ``combined-<N>runs-<hash>.*``.
+The same results always give the same file names and byte-identical files. A file this report did
+not write is never replaced without --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write tables and figures from result files", description=__doc__)
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="result files or folders (default: ./results)")
+    p.add_argument("--format", default="md,csv,latex,html", metavar="LIST",
+                   help="comma list of md, csv, latex, html (default: all)")  # fmt: skip
+    p.add_argument("--out", default=Path("reports"), type=Path, help="reports folder (default: ./reports)")
+    p.add_argument("--reference-family", default=None, metavar="NAME",
+                   help="family the ratio columns compare against (default: resnet for vision suites, lstm for sequence suites)")  # fmt: skip
+    p.add_argument(
+        "--force", action="store_true", help="replace existing report files even when this report did not write them"
+    )
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bench.report import parse_formats, write_reports
+
+    formats = parse_formats(args.format)  # a bad name fails before anything is read
+    paths = args.paths or [Path("results")]
+    written = write_reports(paths, args.out, formats, args.reference_family, "overwrite" if args.force else "error")
+    console = Console(highlight=False)
+    for p in written:
+        console.print(f"report: {p}", markup=False)
+    return 0

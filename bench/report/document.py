@@ -1,0 +1,94 @@
+"""A suite's report as data: tables, figures, environment and conventions, ready for any renderer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.report.tables import FLOP_CONVENTION, RunAnalysis, Table, build_tables, scaling_tables, tidy_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bench.report.figures import FigureFile
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one suite's report shows; renderers in ``render.py`` turn it into files."""
+
+    suite: str
+    tables: tuple[Table, ...]
+    scaling: tuple[Table, ...]  # exponents (stored or fitted here) and crossovers; empty for vision suites
+    figures: tuple[FigureFile, ...]
+    environment: tuple[str, ...]  # one line per run
+    status_counts: tuple[tuple[str, int], ...]
+    tidy: pd.DataFrame
+    convention: str = FLOP_CONVENTION
+
+    @property
+    def title(self) -> str:
+        return f"aigc-bench report: {self.suite}"
+
+
+def environment_line(doc: Mapping[str, Any]) -> str:
+    """One run's environment: CPU, threads, library versions, GPU, dates, run id (plain text)."""
+    env = doc.get("env") or {}
+    settings = doc.get("settings") or {}
+    gpu = env.get("gpu_name")
+    parts = [
+        f"run {doc.get('run_id')}",
+        f"host {env.get('host') or '?'}",
+        f"CPU {env.get('cpu_model') or '?'}",
+        f"{settings.get('threads') or env.get('threads') or '?'} threads",
+        f"torch {env.get('torch') or '?'}",
+        f"timm {env.get('timm') or '?'}",
+        f"GPU {gpu} (CUDA {env.get('cuda') or '?'}, driver {env.get('gpu_driver') or '?'})" if gpu else "no GPU",
+        f"profile {doc.get('profile')}",
+        f"started {doc.get('started_at') or '?'}",
+        f"finished {doc.get('finished_at') or 'not finished'}",
+    ]
+    if env.get("git_commit"):
+        parts.append(f"aigc-bench commit {str(env['git_commit'])[:12]}")
+    return " · ".join(parts)
+
+
+def build_report(
+    frame: pd.DataFrame,
+    docs: Sequence[Mapping[str, Any]],
+    reference_family: str | None = None,
+    figures: bool = True,
+) -> Report:
+    """The report of one suite from its cells (``load_results`` rows) and run documents (``load_run``)."""
+    from bench.report.figures import build_figures
+
+    suites = list(dict.fromkeys(frame["suite"])) or [str(d.get("suite")) for d in docs][:1]
+    docs = sorted(docs, key=lambda d: str(d.get("run_id")))
+    analyses = [RunAnalysis.from_doc(d) for d in docs]
+    counts: dict[str, int] = {}
+    for s in frame["status"]:
+        counts[str(s)] = counts.get(str(s), 0) + 1
+    return Report(
+        suite=str(suites[0]) if suites else "?",
+        tables=tuple(build_tables(frame, reference_family)),
+        scaling=tuple(scaling_tables(frame, analyses)),
+        figures=tuple(build_figures(frame, [e for a in analyses for e in a.fits])) if figures and len(frame) else (),
+        environment=tuple(environment_line(d) for d in docs),
+        status_counts=tuple(sorted(counts.items())),
+        tidy=tidy_frame(frame),
+    )
+
+
+def run_stem(paths: Sequence[Path], run_ids: Sequence[str]) -> str:
+    """The file-name stem of a report: the run file's stem for one run, else ``combined-<N>runs-<hash>``.
+
+    The hash is over the sorted run ids, so the same runs always give the same name.
+    """
+    import hashlib
+
+    if len(paths) == 1:
+        return Path(paths[0]).stem
+    digest = hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()[:8]
+    return f"combined-{len(run_ids)}runs-{digest}"

@@ -1,0 +1,409 @@
+"""Report figures (matplotlib, no pyplot): PNG and SVG bytes that are identical for identical results.
+
+Determinism: figures have fixed sizes and DPI, PNGs are saved without the ``Software`` tag, SVGs
+without a date and with a fixed ``svg.hashsalt`` (the ids of clip paths are otherwise random), and
+every order (families, tiers, devices) comes from the data, never from a set or the clock.
+Figures are built with ``matplotlib.figure.Figure`` and saved through the Agg/SVG canvases, so the
+global pyplot state and backend of the calling process are left alone.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bench.report.tables import (
+    SCALING_METRICS,
+    analysis_entry,
+    devices_of,
+    fit_exponent,
+    fmt_sig,
+    num,
+    opt_int,
+    prepare,
+    scaling_slice,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+#: rcParams for every report figure (the SVG hash salt makes element ids reproducible)
+RC = {
+    "svg.hashsalt": "aigc-bench-report",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "figure.dpi": 100,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+DPI = 110
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
+_LINESTYLES = ("-", "--", ":", "-.")
+_Y_LABELS = {"latency_p50_ms": "latency p50 (ms)", "peak_memory_mb": "peak memory (MB)", "macs": "MACs / sequence"}
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    """One rendered figure: ``slug`` goes into file names (``<stem>.<slug>.png``)."""
+
+    slug: str
+    title: str
+    caption: str
+    png: bytes
+    svg: bytes
+
+
+def encode(fig: Figure) -> tuple[bytes, bytes]:
+    """The figure as (PNG, SVG) bytes without timestamps or software tags."""
+    import matplotlib
+
+    with matplotlib.rc_context(RC):
+        png, svg = io.BytesIO(), io.BytesIO()
+        fig.savefig(png, format="png", dpi=DPI, metadata={"Software": None})
+        # the layout is solved by the first save; reusing it halves the time (it dominates rendering)
+        fig.set_layout_engine("none")
+        fig.savefig(svg, format="svg", metadata={"Date": None})
+    return png.getvalue(), svg.getvalue()
+
+
+class _Style:
+    """Colour per family and marker/line style per tier, fixed by the suite's order."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        import matplotlib
+
+        cmap = matplotlib.colormaps["tab10"]
+        fams = list(dict.fromkeys(frame.sort_values("_family_rank", kind="stable")["family"]))
+        tiers = list(dict.fromkeys(frame.sort_values("_tier_rank", kind="stable")["tier"]))
+        self.families, self.tiers = fams, tiers
+        self.color = {f: cmap(i % 10) for i, f in enumerate(fams)}
+        self.marker = {t: _MARKERS[i % len(_MARKERS)] for i, t in enumerate(tiers)}
+        self.line = {t: _LINESTYLES[i % len(_LINESTYLES)] for i, t in enumerate(tiers)}
+
+    def legend_handles(self, families: Sequence[str], tiers: Sequence[str]) -> list[Any]:
+        from matplotlib.lines import Line2D
+
+        hs: list[Any] = [Line2D([], [], color=self.color[f], marker="o", linestyle="", label=f) for f in families]
+        if len(tiers) > 1:
+            hs += [Line2D([], [], color="0.35", marker=self.marker[t], linestyle="", label=f"tier {t}") for t in tiers]
+        return hs
+
+
+def _tick(v: float) -> str:
+    """A short tick label: 0.5, 20, 300, 20k, 5M, 2G."""
+    if abs(v) >= 1e9:
+        return f"{v / 1e9:g}G"
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:g}M"
+    if abs(v) >= 1e4:
+        return f"{v / 1e3:g}k"
+    return f"{v:g}"
+
+
+def _log_axis(axis: Any, values: Sequence[float], base: float = 10) -> None:
+    """A log axis with plain tick labels (no mathtext: readable and much faster to draw).
+
+    Ticks are denser when the data spans less than a few decades, so a narrow range is still labelled.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    pos = [v for v in values if math.isfinite(v) and v > 0]
+    decades = 3.0
+    if pos:
+        # explicit limits: matplotlib widens a one-value log axis to several decades, crowding the labels
+        lo, hi = min(pos), max(pos)
+        span = math.log10(hi / lo)
+        pad = max(0.08 * span, 0.1)
+        lo, hi = lo / 10**pad, hi * 10**pad
+        (axis.axes.set_xlim if axis.axis_name == "x" else axis.axes.set_ylim)(lo, hi)
+        decades = span + 2 * pad
+    if base != 10:
+        subs: tuple[float, ...] = (1.0,)
+    elif decades < 0.7:
+        subs = tuple(float(i) for i in range(1, 10))
+    elif decades < 1.5:
+        subs = (1.0, 2.0, 3.0, 5.0, 7.0)
+    elif decades < 3:
+        subs = (1.0, 2.0, 5.0)
+    else:
+        subs = (1.0,)
+    axis.set_major_locator(LogLocator(base=base, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _tick(v)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _new(ncols: int, width: float, height: float, nrows: int = 1) -> tuple[Figure, list[Axes]]:
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(width, height), layout="constrained")
+        axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    return fig, axes
+
+
+def _point_slice(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Cells compared across models in a figure, and a description of the choice.
+
+    Inference at the smallest batch size, fp32 when present; in sequence suites, the length measured
+    by the most cells (the longest on a tie), so every model shows one point.
+    """
+    df = scaling_slice(frame)
+    if df.empty:
+        return df, ""
+    desc = [f"{df['dtype'].iloc[0]}", f"batch {int(df['batch_size'].iloc[0])}"]
+    lens = [opt_int(v) for v in df["seq_len"]]
+    if any(t is not None for t in lens):
+        counts: dict[int, int] = {}
+        for t in lens:
+            if t is not None:
+                counts[t] = counts.get(t, 0) + 1
+        T = max(counts, key=lambda t: (counts[t], t))
+        df = df[[t == T for t in lens]]
+        desc.append(f"T={T}")
+    return df, ", ".join(desc)
+
+
+def build_figures(frame: pd.DataFrame, analyses: Sequence[Mapping[str, Any]] = ()) -> list[FigureFile]:
+    """Every figure the data supports, for one suite's frame (``load_results`` shape).
+
+    ``analyses`` are the runs' stored scaling fits (``RunAnalysis.fits``); a matching fit's exponent
+    goes into the scaling figure's legend, else the exponent is fitted here.
+    """
+    import matplotlib
+
+    df = prepare(frame)
+    if df.empty:
+        return []
+    out: list[FigureFile] = []
+    with matplotlib.rc_context(RC):
+        style = _Style(df)
+        pts, desc = _point_slice(df)
+        suite = str(df["suite"].iloc[0])
+        makers = (_latency_vs_params, _accuracy_vs_latency, _peak_memory)
+        for make in makers:
+            made = make(pts, df, style, suite, desc)
+            if made is not None:
+                out.append(made)
+        out += _scaling(df, style, suite, analyses)
+    return out
+
+
+def _finish(fig: Figure, slug: str, title: str, caption: str) -> FigureFile:
+    png, svg = encode(fig)
+    return FigureFile(slug, title, caption, png, svg)
+
+
+def _latency_vs_params(pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite: str, desc: str) -> FigureFile | None:
+    pts = pts[[num(p) > 0 and num(lat) > 0 for p, lat in zip(pts["params"], pts["latency_p50_ms"], strict=True)]]
+    if pts.empty:
+        return None
+    devices = devices_of(pts)
+    fig, axes = _new(len(devices), 4.6 * len(devices) + 1.6, 4.0)
+    for ax, device in zip(axes, devices, strict=True):
+        d = pts[pts["device"] == device]
+        for r in d.itertuples():
+            ax.scatter(num(r.params) / 1e6, num(r.latency_p50_ms), color=style.color[r.family],
+                       marker=style.marker[r.tier], s=42, edgecolors="black", linewidths=0.5, zorder=3)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _log_axis(ax.xaxis, [num(v) / 1e6 for v in d["params"]])
+        _log_axis(ax.yaxis, [num(v) for v in d["latency_p50_ms"]])
+        ax.set_xlabel("params (M)")
+        ax.set_ylabel("latency p50 (ms)")
+        ax.set_title(f"{device} · {desc}")
+    fams = list(dict.fromkeys(f for f in style.families if f in set(pts["family"])))
+    tiers = [t for t in style.tiers if t in set(pts["tier"])]
+    fig.legend(handles=style.legend_handles(fams, tiers), loc="outside right upper")
+    fig.suptitle(f"{suite}: latency vs parameters")
+    return _finish(fig, "latency-vs-params", "Latency vs parameters",
+                   f"Median latency against parameter count (log-log), {desc}; colour = family, marker = tier.")  # fmt: skip
+
+
+def _accuracy(df: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(tier, family, model) -> (accuracy mean, std) from any ok cell that stores it."""
+    out: dict[tuple[str, str, str], tuple[float, float]] = {}
+    if "accuracy_mean" not in df:
+        return out
+    for r in df[df["status"] == "ok"].to_dict("records"):
+        m = num(r.get("accuracy_mean"))
+        if math.isfinite(m):
+            out.setdefault((r["tier"], r["family"], r["model"]), (m, num(r.get("accuracy_std"))))
+    return out
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points (latency, accuracy) not beaten by a faster-or-equal, at-least-as-accurate point; by latency."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+def _accuracy_vs_latency(
+    pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite: str, desc: str
+) -> FigureFile | None:
+    from matplotlib.lines import Line2D
+
+    acc = _accuracy(df)
+    if not acc or pts.empty:
+        return None
+    scale = 100.0 if max(abs(m) for m, _ in acc.values()) <= 1.0 else 1.0
+    devices = [
+        d
+        for d in devices_of(pts)
+        if any((r.tier, r.family, r.model) in acc for r in pts[pts["device"] == d].itertuples())
+    ]
+    if not devices:
+        return None
+    fig, axes = _new(len(devices), 4.6 * len(devices) + 1.8, 4.0)
+    tiers_used: list[str] = []
+    for ax, device in zip(axes, devices, strict=True):
+        d = pts[pts["device"] == device]
+        by_tier: dict[str, list[tuple[float, float]]] = {}
+        for r in d.itertuples():
+            a = acc.get((r.tier, r.family, r.model))
+            lat = num(r.latency_p50_ms)
+            if a is None or not lat > 0:
+                continue
+            m, s = a[0] * scale, a[1] * scale
+            ax.errorbar(lat, m, yerr=s if math.isfinite(s) else None, color=style.color[r.family], marker=style.marker[r.tier],
+                        markersize=7, markeredgecolor="black", markeredgewidth=0.5, capsize=2, linestyle="", zorder=3)  # fmt: skip
+            by_tier.setdefault(r.tier, []).append((lat, m))
+        for tier in style.tiers:
+            front = pareto_front(by_tier.get(tier, []))
+            if front:
+                ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.45",
+                        linestyle=style.line[tier], linewidth=1.2, zorder=2)  # fmt: skip
+                if tier not in tiers_used:
+                    tiers_used.append(tier)
+        ax.set_xscale("log")
+        _log_axis(ax.xaxis, [num(v) for v in d["latency_p50_ms"]])
+        ax.set_xlabel("latency p50 (ms)")
+        ax.set_ylabel("accuracy (%)" if scale == 100.0 else "accuracy")
+        ax.set_title(f"{device} · {desc}")
+    fams = [f for f in style.families if any(k[1] == f for k in acc)]
+    handles = style.legend_handles(fams, tiers_used)
+    handles += [Line2D([], [], color="0.45", linestyle=style.line[t], label=f"Pareto front {t}") for t in tiers_used]
+    fig.legend(handles=handles, loc="outside right upper")
+    fig.suptitle(f"{suite}: accuracy vs latency")
+    return _finish(fig, "accuracy-vs-latency", "Accuracy vs latency",
+                   f"Accuracy (mean ± std over seeds) against median latency, {desc}; the step line per tier is its "
+                   "Pareto front (no other model of the tier is both faster and more accurate).")  # fmt: skip
+
+
+def _peak_memory(pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite: str, desc: str) -> FigureFile | None:
+    if "peak_memory_mb" not in pts or not any(num(v) > 0 for v in pts["peak_memory_mb"]):
+        return None
+    devices = [d for d in devices_of(pts) if any(num(v) > 0 for v in pts[pts["device"] == d]["peak_memory_mb"])]
+    tiers = [t for t in style.tiers if t in set(pts["tier"])]
+    fams = [f for f in style.families if f in set(pts["family"])]
+    width = 0.8 / max(1, len(fams))
+    # one row per device: nine families x three tiers side by side would not fit a page
+    fig_w = min(13.0, max(6.0, 0.32 * len(tiers) * len(fams) + 2.5))
+    fig, axes = _new(1, fig_w, 3.4 * len(devices) + 0.4, nrows=len(devices))
+    for ax, device in zip(axes, devices, strict=True):
+        d = pts[pts["device"] == device]
+        vals = {(r.tier, r.family): num(r.peak_memory_mb) for r in d.itertuples()}
+        top = max([v for v in vals.values() if math.isfinite(v)] + [1.0])
+        for j, fam in enumerate(fams):
+            xs = [i + (j - (len(fams) - 1) / 2) * width for i in range(len(tiers))]
+            hs = [vals.get((t, fam), math.nan) for t in tiers]
+            ax.bar(
+                xs, [h if math.isfinite(h) else 0 for h in hs], width=width * 0.92, color=style.color[fam], label=fam
+            )
+            for x, h in zip(xs, hs, strict=True):
+                if math.isfinite(h):
+                    ax.text(x, h + top * 0.01, fmt_sig(h), ha="center", va="bottom", fontsize=7, rotation=90)
+        ax.set_ylim(0, top * 1.18)
+        ax.set_xticks(range(len(tiers)), tiers)
+        ax.set_xlabel("tier")
+        ax.set_ylabel("peak memory (MB)")
+        ax.set_title(f"{device} · {desc}")
+        ax.grid(axis="x", visible=False)
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color=style.color[f], label=f) for f in fams], loc="outside right upper")
+    fig.suptitle(f"{suite}: peak memory")
+    return _finish(fig, "peak-memory", "Peak memory",
+                   f"Peak memory per model, {desc}; bars grouped by tier, colour = family.")  # fmt: skip
+
+
+def _scaling(df: pd.DataFrame, style: _Style, suite: str, analyses: Sequence[Mapping[str, Any]]) -> list[FigureFile]:
+    seq = df[[opt_int(v) is not None for v in df["seq_len"]]]
+    sl = scaling_slice(seq) if len(seq) else seq
+    if sl.empty or len({opt_int(v) for v in sl["seq_len"]}) < 2:
+        return []
+    out = []
+    for device in devices_of(sl):
+        d = sl[sl["device"] == device]
+        metrics = [(m, label) for m, label in SCALING_METRICS if m in d and any(num(v) > 0 for v in d[m])]
+        if not metrics:
+            continue
+        models = list(
+            dict.fromkeys(
+                (r.tier, r.family, r.model)
+                for r in d.sort_values(["_tier_rank", "_family_rank"], kind="stable").itertuples()
+            )
+        )
+        many = len(models) > 6
+        if many:  # one row per metric, legend beside it: long legends under narrow panels would collide
+            ncol = 1 if len(models) <= 14 else 2
+            fig, axes = _new(1, 8.5 + 2.4 * ncol, max(3.2, 0.18 * math.ceil(len(models) / ncol) + 0.9) * len(metrics),
+                             nrows=len(metrics))  # fmt: skip
+        else:
+            fig, axes = _new(len(metrics), 4.4 * len(metrics), 3.6 + 0.2 * len(models))
+        for ax, (metric, label) in zip(axes, metrics, strict=True):
+            ys: list[float] = []
+            for tier, family, model in models:
+                g = d[(d["tier"] == tier) & (d["model"] == model)].sort_values("_T", key=lambda s: s.map(int))
+                x = [int(t) for t in g["_T"]]
+                y = [
+                    num(v) / (int(b) if metric == "macs" else 1)
+                    for v, b in zip(g[metric], g["batch_size"], strict=True)
+                ]
+                keep = [(a, b) for a, b in zip(x, y, strict=True) if b > 0]
+                if not keep:
+                    continue
+                ys += [b for _, b in keep]
+                e = analysis_entry(analyses, metric, family=family, tier=tier, model=model, device=device,
+                                   dtype=d["dtype"].iloc[0], batch_size=int(d["batch_size"].iloc[0]), mode=d["mode"].iloc[0])  # fmt: skip
+                fit = (
+                    (num(e["exponent"]), None)
+                    if e is not None
+                    else fit_exponent([a for a, _ in keep], [b for _, b in keep])
+                )
+                name = f"{family}" + (f" · {tier}" if len(style.tiers) > 1 else "")
+                lab = f"{name}: k={fit[0]:.2f}" if fit is not None else name
+                ax.plot([a for a, _ in keep], [b for _, b in keep], color=style.color[family], marker=style.marker[tier],
+                        linestyle=style.line[tier], markersize=4, label=lab)  # fmt: skip
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            _log_axis(ax.xaxis, [], base=2)
+            _log_axis(ax.yaxis, ys)
+            ax.set_xlabel("sequence length T")
+            ax.set_ylabel(_Y_LABELS.get(metric, metric))
+            ax.set_title(f"{label} ∝ T^k")
+            if many:
+                ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), ncols=ncol, frameon=False)
+            else:
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1, frameon=False)
+        fig.suptitle(
+            f"{suite}: scaling with sequence length · {device} · {d['dtype'].iloc[0]} · batch {int(d['batch_size'].iloc[0])}"
+        )
+        out.append(_finish(fig, f"scaling-{device}", f"Scaling with sequence length ({device})",
+                           "Latency, peak memory and MACs against sequence length (log-log), one line per model; k in "
+                           "the legend is the exponent of y ∝ T^k (from the run's analysis when stored, else fitted here)."))  # fmt: skip
+    return out
