@@ -1,0 +1,203 @@
+"""``aigc-bench flops MODEL``: exact MACs of one model, per module or per operator.
+
+MODEL is ``timm:<name>`` (any timm architecture, built with ``pretrained=False``) or
+``SUITE/TIER/FAMILY`` (a suite's resolved variant). Counting runs on the meta device: nothing real
+is computed, so large batches and long inputs are counted in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+from typing import Any
+
+from bench.errors import UnknownNameError, UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "flops",
+        help="count the exact MACs/FLOPs of a model (timm:<name> or SUITE/TIER/FAMILY)",
+        description="Count MACs (multiply-accumulates), FLOPs (= 2 x MACs) and other FLOPs "
+        "(norm/activation/softmax/pool/elementwise) of one forward pass, on the meta device.",
+    )
+    p.add_argument("model", metavar="MODEL", help="timm:<name> (e.g. timm:resnet50) or SUITE/TIER/FAMILY")
+    p.add_argument("--input-shape", metavar="SHAPE", help="one sample's shape without the batch, e.g. 3,224,224 "
+                   "(default: the timm model's input size, or the suite tier's input shape)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="batch size (default 1)")
+    p.add_argument("--seq-len", type=int, metavar="T", help="sequence length, for suites whose inputs take one")
+    p.add_argument("--by", choices=("module", "operator"), default="module", help="breakdown table (default module)")
+    p.add_argument("--depth", type=int, default=2, metavar="N", help="module depth shown with --by module (default 2)")
+    p.add_argument("--crosscheck", action="store_true", help="also run fvcore and FlopCounterMode (real, batch 1)")
+    p.add_argument("--json", action="store_true", help="print FlopCount.to_dict() as JSON instead of tables")
+    p.set_defaults(handler=_run)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"3,224,224"`` (or ``3x224x224``) -> ``(3, 224, 224)``; a UsageError names the bad input."""
+    parts = [p for p in re.split(r"[,x\s]+", text.strip()) if p]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(
+            f"--input-shape must be comma-separated positive integers like 3,224,224, not {text!r}"
+        ) from None
+    if not shape or any(s <= 0 for s in shape):
+        raise UsageError(f"--input-shape must be comma-separated positive integers like 3,224,224, not {text!r}")
+    return shape
+
+
+def _timm_model(name: str, shape: tuple[int, ...] | None) -> tuple[Any, tuple[int, ...]]:
+    import timm
+
+    names = timm.list_models()
+    if name not in names:
+        # timm has ~1300 architectures: name the close matches only.
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UsageError(f"unknown timm model {name!r}{hint}; see timm.list_models('*{name[:4]}*')")
+    model = timm.create_model(name, pretrained=False)
+    if shape is None:
+        shape = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+    return model, shape
+
+
+def _suite_model(
+    ref: str, shape: tuple[int, ...] | None, batch: int, seq_len: int | None
+) -> tuple[Any, tuple[Any, ...], tuple[int, ...]]:
+    import torch
+
+    from bench.build import build_model
+    from bench.registry import INPUTS, get_suite
+    from bench.sizing import resolve_tier
+    from bench.spec import CellKey, CellSpec
+
+    suite_name, tier_name, family = ref.split("/")
+    suite = get_suite(suite_name)
+    tier = suite.tier(tier_name)
+    variants = {v.family: v for v in resolve_tier(tier)}
+    if family not in variants:
+        raise UnknownNameError(f"family of tier {suite_name}/{tier_name}", family, variants)
+    variant = variants[family]
+    profile = suite.profile()
+    if seq_len is None and profile.seq_lens:
+        seq_len = profile.seq_lens[0]
+    key = CellKey(suite=suite.name, tier=tier.name, family=family, model=variant.model, device="cpu", dtype="fp32",
+                  batch_size=batch, input_shape=tuple(shape or tier.input_shape), seq_len=seq_len, mode="infer")  # fmt: skip
+    cell = CellSpec(key=key, variant=variant, input_kind=suite.input_kind, input_args=suite.input_args, profile=profile)
+    model = build_model(variant).eval()
+    inputs = INPUTS.get(suite.input_kind)(cell, batch, "cpu", torch.float32)
+    return model, tuple(inputs), key.input_shape
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.flops import count_flops
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, not {args.batch_size}")
+    shape = parse_shape(args.input_shape) if args.input_shape else None
+    ref = args.model
+    if ref.startswith("timm:"):
+        model, shape = _timm_model(ref[len("timm:") :], shape)
+        model.eval()
+        # Meta inputs: nothing is allocated even at large batches (real ones only if meta fails).
+        inputs: Any = torch.empty((args.batch_size, *shape), device="meta")
+        real_inputs = lambda: torch.randn((args.batch_size, *shape))  # noqa: E731
+    elif ref.count("/") == 2 and all(ref.split("/")):
+        model, inputs, shape = _suite_model(ref, shape, args.batch_size, args.seq_len)
+        real_inputs = lambda: inputs  # noqa: E731
+    else:
+        raise UsageError(f"MODEL must be timm:<name> or SUITE/TIER/FAMILY, not {ref!r}")
+    try:
+        try:
+            count = count_flops(model, inputs)
+        except RuntimeError as e:
+            if "inputs are meta tensors" not in str(e):
+                raise
+            inputs = real_inputs()
+            count = count_flops(model, inputs)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- usually a shape the model does not accept: say so in one line
+        what = f"input {tuple(shape)}" if shape else "its inputs"
+        raise UsageError(f"cannot run {ref} on {what} at batch {args.batch_size}: {type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:300]}") from None  # fmt: skip
+    cc = None
+    if args.crosscheck:
+        from bench.flops.crosscheck import crosscheck
+
+        if isinstance(inputs, torch.Tensor) and inputs.device.type == "meta":
+            inputs = real_inputs()
+        cc = crosscheck(model, inputs, ours=count, batch_size=args.batch_size)
+    if args.json:
+        d = count.to_dict()
+        if cc is not None:
+            d["crosscheck"] = cc.to_dict()
+        print(json.dumps(d, indent=2))
+        return 0
+    _print(ref, shape, args, count, cc)
+    return 0
+
+
+def _g(x: float) -> str:
+    return f"{x / 1e9:,.4f}"
+
+
+def _print(ref: str, shape: tuple[int, ...] | None, args: argparse.Namespace, count: Any, cc: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    shape_text = "x".join(map(str, shape)) if shape else "suite inputs"
+    console.print(
+        f"[bold]{ref}[/bold]  input {args.batch_size} x {shape_text}  (counted: {count.method}, {count.seconds:.2f} s)"
+    )
+    console.print(f"  GMACs {_g(count.macs)}   GFLOPs {_g(count.flops)}   other GFLOPs {_g(count.other_flops)}")
+    console.print(f"  [dim]{count.convention}[/dim]")
+    total = count.macs or 1
+    if args.by == "module":
+        t = Table(title=f"MACs per module (depth <= {args.depth}; parents include their children)")
+        t.add_column("module")
+        rows = [(name or "(model)", v) for name, v in count.modules_at_depth(args.depth).items()]
+    else:
+        t = Table(title="MACs per operator")
+        t.add_column("operator")
+        rows = list(count.by_operator.items())
+    t.add_column("GMACs", justify="right")
+    t.add_column("share", justify="right")
+    for name, v in rows:
+        indent = "  " * (name.count(".") + 1) if args.by == "module" and name != "(model)" else ""
+        t.add_row(indent + name, _g(v), f"{100 * v / total:.1f}%")
+    console.print(t)
+    if args.by == "operator" and count.other_by_operator:
+        o = Table(title="other FLOPs per operator (estimates; not MACs)")
+        o.add_column("operator")
+        o.add_column("GFLOPs", justify="right")
+        for name, v in count.other_by_operator.items():
+            o.add_row(name, _g(v))
+        console.print(o)
+    if count.uncounted:
+        console.print(f"[red]uncounted ops (no formula; MACs are a lower bound):[/red] {count.uncounted_summary()}")
+    else:
+        console.print("uncounted ops: none")
+    if cc is not None:
+        from bench.flops.crosscheck import missed_summary
+
+        if cc.skipped:
+            console.print(f"crosscheck skipped: {cc.skipped}")
+        for tool, macs, diff, missed, err in (
+            ("fvcore", cc.fvcore_macs, cc.fvcore_diff_pct, cc.fvcore_missed, cc.fvcore_error),
+            ("FlopCounterMode", cc.fcm_macs, cc.fcm_diff_pct, cc.fcm_missed, cc.fcm_error),
+        ):
+            if err:
+                console.print(f"  {tool}: error: {err}")
+            elif macs is not None:
+                console.print(
+                    f"  {tool}: GMACs {_g(macs)} ({diff:+.2f}% vs ours); missed: {missed_summary(missed) or 'none'}"
+                )
+        if cc.note:
+            console.print(f"  [dim]{cc.note}[/dim]")
