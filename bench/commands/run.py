@@ -91,9 +91,14 @@ def _check_writable(out: Path) -> None:
 
 def _write_reports(path: Path, console) -> None:
     """Write the run's reports beside the results when the report package provides them."""
+    from bench.errors import BenchError
+    from bench.report import write_run_reports
+
     try:
-        from bench.report import write_run_reports
-    except ImportError:
+        written = write_run_reports(path)
+    except (BenchError, OSError) as e:  # the measurements are safe on disk; a report problem must not hide them
+        console.print(f"[yellow]warning: reports not written: {e}[/yellow] (run `aigc-bench report {path}`)")
         return
-    for p in write_run_reports(path):
+    shown = [p for p in written if p.suffix in (".md", ".html")] or written
+    for p in shown:
         console.print(f"report: {p}")
