@@ -1,0 +1,32 @@
+"""``aigc-bench merge FILES... -o RUN``: join the shard files of one run into one run file.
+
+Refuses (exit 2) overlapping shards (a cell twice), shards of different suite definitions or
+profiles, and an existing output file (never overwritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge", help="join shard files (run --shard K/N) into one run file", description=__doc__)
+    p.add_argument("files", nargs="+", type=Path, help="shard run files (or folders of them)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="the merged run file to create (must not exist)")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bench.merge import merge_files
+    from bench.store import result_files
+
+    files = result_files(args.files)
+    path, doc, warnings = merge_files(files, args.output)
+    console = Console(stderr=True)
+    for w in warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    Console().print(f"merged {len(files)} files, {len(doc['records'])} cells: [bold]{path}[/bold]")
+    return 0

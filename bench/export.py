@@ -1,0 +1,156 @@
+"""Export a run to other tools' formats. Today: pytest-benchmark's saved-run JSON.
+
+A file written by ``to_pytest_benchmark`` is read by ``pytest-benchmark compare FILE`` (and by
+``pytest --benchmark-compare`` when placed in its storage as ``.benchmarks/<machine>/NNNN_<name>.json``):
+one benchmark per ok cell, statistics computed from the raw latency samples, in seconds, with the
+same definitions as ``pytest_benchmark.stats.Stats`` (quartiles by its methods 2 and 3, Tukey fences).
+"""
+
+from __future__ import annotations
+
+import statistics
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from typing import Any
+
+from bench.spec import CellKey
+
+FORMATS = ("pytest-benchmark",)
+#: metrics copied into each benchmark's ``extra_info`` when the cell has them
+EXTRA_METRICS = ("params", "macs", "flops", "throughput", "peak_memory_mb", "latency_p50_ms", "accuracy_mean")
+
+
+def _quartiles(data: Sequence[float]) -> tuple[float, float]:
+    """Q1 and Q3 as pytest-benchmark computes them (Wikipedia's method 3 for odd n, method 2 for even n)."""
+    n = len(data)
+    if n == 1:
+        return data[0], data[0]
+    if n % 2:
+        k, q = n // 4, n % 4
+        if q == 1:
+            return 0.25 * data[k - 1] + 0.75 * data[k], 0.75 * data[3 * k] + 0.25 * data[3 * k + 1]
+        return 0.75 * data[k] + 0.25 * data[k + 1], 0.25 * data[3 * k + 1] + 0.75 * data[3 * k + 2]
+    return statistics.median(data[: n // 2]), statistics.median(data[n // 2 :])
+
+
+def pytest_benchmark_stats(samples_s: Sequence[float]) -> dict[str, Any]:
+    """pytest-benchmark's ``stats`` block for raw per-round times in seconds (``iterations`` 1)."""
+    if not samples_s:
+        raise ValueError("pytest-benchmark stats need at least one sample")
+    data = [float(x) for x in samples_s]
+    s = sorted(data)
+    n = len(s)
+    mean = statistics.mean(data)
+    stddev = statistics.stdev(data) if n > 1 else 0.0
+    q1, q3 = _quartiles(s)
+    iqr = q3 - q1
+    if n == 1:
+        ld15, hd15 = s[0], s[0]
+    else:
+        ld15 = s[bisect_left(s, q1 - 1.5 * iqr)]
+        pos = bisect_right(s, q3 + 1.5 * iqr)
+        hd15 = s[-1] if pos == n else s[pos]  # pytest-benchmark's definition, kept as is for equal numbers
+    std_out = sum(1 for x in data if x < mean - stddev or x > mean + stddev)
+    iqr_out = sum(1 for x in data if x < q1 - 1.5 * iqr or x > q3 + 1.5 * iqr)
+    total = sum(data)
+    return {
+        "min": s[0],
+        "max": s[-1],
+        "mean": mean,
+        "stddev": stddev,
+        "rounds": n,
+        "median": statistics.median(s),
+        "iqr": iqr,
+        "q1": q1,
+        "q3": q3,
+        "iqr_outliers": iqr_out,
+        "stddev_outliers": std_out,
+        "outliers": f"{std_out};{iqr_out}",
+        "ld15iqr": ld15,
+        "hd15iqr": hd15,
+        "ops": n / total if total else 0,
+        "total": total,
+        "data": data,
+        "iterations": 1,
+    }
+
+
+def _machine_info(env: Mapping[str, Any]) -> dict[str, Any]:
+    os_name = str(env.get("os") or "")
+    return {
+        "node": env.get("host") or "",
+        "processor": env.get("cpu_model") or "",
+        "machine": next((p for p in os_name.split("-") if p in ("x86_64", "aarch64", "arm64", "AMD64")), ""),
+        "python_compiler": "",
+        "python_implementation": "CPython",
+        "python_implementation_version": env.get("python") or "",
+        "python_version": env.get("python") or "",
+        "python_build": ["", ""],
+        "release": "",
+        "system": os_name.split("-")[0] if os_name else "",
+        "cpu": {"brand_raw": env.get("cpu_model") or "", "count": env.get("cpu_cores")},
+        "aigc_bench_env": dict(env),  # the full fingerprint, for whoever reads the file later
+    }
+
+
+def _commit_info(env: Mapping[str, Any]) -> dict[str, Any]:
+    commit = str(env.get("git_commit") or "unversioned")
+    return {
+        "id": commit.removesuffix("+dirty"),
+        "time": None,
+        "author_time": None,
+        "dirty": commit.endswith("+dirty"),
+        "project": "aigc-bench",
+        "branch": "(unknown)",
+    }
+
+
+def _param(key: CellKey) -> str:
+    parts = [key.tier, key.model, key.device, key.dtype, f"b{key.batch_size}", "x".join(map(str, key.input_shape))]
+    if key.seq_len is not None:
+        parts.append(f"T{key.seq_len}")
+    return "-".join([*parts, key.mode])
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def to_pytest_benchmark(doc: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A run document as pytest-benchmark's saved JSON, plus the ids of cells left out (not ok, no samples)."""
+    env = doc.get("env") or {}
+    benchmarks: list[dict[str, Any]] = []
+    left_out: list[str] = []
+    for r in sorted(doc["records"], key=lambda r: CellKey.from_dict(r["key"]).id):
+        key = CellKey.from_dict(r["key"])
+        samples = (r.get("samples") or {}).get("latency_ms") or []
+        if r.get("status") != "ok" or not samples:
+            left_out.append(key.id)
+            continue
+        param = _param(key)
+        metrics = r.get("metrics") or {}
+        benchmarks.append({
+            "group": f"{key.suite}/{key.tier} {key.device} {key.dtype} b{key.batch_size} {key.mode}",
+            "name": f"{key.family}[{param}]",
+            "fullname": f"{key.suite}::{key.family}[{param}]",
+            "params": {k: v for k, v in key.to_dict().items()},
+            "param": param,
+            "extra_info": {"cell": key.id, **{m: metrics[m] for m in EXTRA_METRICS if _number(metrics.get(m))}},
+            "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": len(samples), "max_time": None,
+                        "min_time": None, "warmup": True},
+            "stats": pytest_benchmark_stats([x / 1e3 for x in samples]),  # ms -> s
+        })  # fmt: skip
+    started = doc.get("started_at") or ""
+    try:
+        version = metadata.version("pytest-benchmark")
+    except metadata.PackageNotFoundError:
+        version = "5.0.0"
+    out = {
+        "machine_info": _machine_info(env),
+        "commit_info": _commit_info(env),
+        "benchmarks": benchmarks,
+        "datetime": started.replace("Z", "+00:00"),
+        "version": version,
+    }
+    return out, left_out
