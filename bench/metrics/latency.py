@@ -1,0 +1,310 @@
+"""Latency of one inference call or one training step, with raw samples kept.
+
+Method (after ``torch.utils.benchmark.Timer.blocked_autorange`` and timm's ``benchmark.py``):
+
+1. Warm up until stable: at least :data:`MIN_WARMUP_CALLS` calls, then until the median of the last
+   window of calls is within :data:`STABLE_RTOL` of the median of the window before it, or
+   ``warmup_s`` is spent. A window is :data:`STABLE_WINDOW` calls, or as many as fill
+   :data:`TARGET_BLOCK_S` when calls are shorter.
+2. Block size: calls per timed block (``number_per_sample``) is 1 unless one call is shorter than
+   :data:`TARGET_BLOCK_S`; then enough calls to fill that, so timer (and CUDA synchronisation)
+   overhead stays negligible -- but never so many that fewer than :data:`MIN_SAMPLES` blocks fit
+   in ``min_run_time_s``.
+3. Timed blocks until ``min_run_time_s`` is spent and at least :data:`MIN_SAMPLES` were taken
+   (the latter given up after ``MAX_RUN_FACTOR * min_run_time_s``, but never below
+   :data:`FLOOR_SAMPLES`), at most ``max_samples``.
+   Each sample is the block's time divided by ``number_per_sample``, in ms.
+
+CPU blocks are timed with ``time.perf_counter``; CUDA blocks with a pair of
+``torch.cuda.Event(enable_timing=True)`` after a ``torch.cuda.synchronize``, so the time is the
+GPU's. Python's garbage collector is paused inside each timed block, as ``timeit`` (and so
+``torch.utils.benchmark``) does.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.metrics import MetricContext
+from bench.metrics._step import make_step, prepare
+from bench.registry import register_metric
+from bench.stats import Summary
+
+MIN_WARMUP_CALLS = 3
+STABLE_WINDOW = 3
+STABLE_RTOL = 0.05
+TARGET_BLOCK_S = 0.010
+MIN_SAMPLES = 10
+FLOOR_SAMPLES = 3  # always (if max_samples allows): quartiles of fewer samples mean nothing
+MAX_RUN_FACTOR = 5.0
+
+BlockTimer = Callable[[Callable[[], Any], int], float]
+#: the clock that decides when warm-up and measurement end (a module global so tests can fake it).
+_now = time.perf_counter
+
+
+@dataclass(frozen=True)
+class LatencyMeasurement:
+    """Raw per-call latencies of one model; statistics are derived (and cached) on demand."""
+
+    samples_ms: tuple[float, ...]  # one per timed block: block time / number_per_sample
+    number_per_sample: int  # calls per timed block
+    device: str
+    mode: str  # "infer" | "train"
+    warmup_iters: int
+    threads: int  # torch intra-op threads during the measurement
+
+    @cached_property
+    def summary(self) -> Summary:
+        """Statistics of :attr:`samples_ms` (see :mod:`bench.stats`)."""
+        return Summary.of(self.samples_ms)
+
+    @property
+    def n(self) -> int:
+        return self.summary.n
+
+    @property
+    def median_ms(self) -> float:
+        return self.summary.median
+
+    @property
+    def p90_ms(self) -> float:
+        return self.summary.p90
+
+    @property
+    def p99_ms(self) -> float:
+        return self.summary.p99
+
+    @property
+    def mean_ms(self) -> float:
+        return self.summary.mean
+
+    @property
+    def std_ms(self) -> float:
+        return self.summary.std
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.summary.iqr
+
+    @property
+    def noisy(self) -> bool:
+        """IQR/median above 0.1 (see :data:`bench.stats.NOISY_IQR_OVER_MEDIAN`)."""
+        return self.summary.noisy
+
+    def throughput(self, batch: int) -> float:
+        """Samples (or sequences) per second at the median latency."""
+        return batch / (self.median_ms / 1e3)
+
+    def to_metrics(self, batch_size: int) -> dict[str, Any]:
+        """The flat ``latency_*`` metrics of a record."""
+        s = self.summary
+        return {
+            "latency_p50_ms": s.median,
+            "latency_p90_ms": s.p90,
+            "latency_p99_ms": s.p99,
+            "latency_mean_ms": s.mean,
+            "latency_std_ms": s.std,
+            "latency_iqr_ms": s.iqr,
+            "latency_n": s.n,
+            "throughput": self.throughput(batch_size),
+            "latency_noisy": s.noisy,
+            # How the samples were taken, so two runs can be told apart.
+            "latency_number_per_sample": self.number_per_sample,
+            "latency_warmup_iters": self.warmup_iters,
+            "latency_threads": self.threads,
+        }
+
+
+def measure_latency(
+    model: torch.nn.Module,
+    example_inputs: Any,
+    *,
+    device: str | torch.device | None = None,
+    mode: str = "infer",
+    warmup_s: float = 0.5,
+    min_run_time_s: float = 1.0,
+    max_samples: int = 2000,
+    threads: int | None = None,
+) -> LatencyMeasurement:
+    """Time ``model(*example_inputs)`` (``mode="infer"``) or a whole training step (``mode="train"``).
+
+    ``example_inputs`` is a tensor or a tuple of positional inputs. ``device`` defaults to where the
+    model lives; the model and inputs are moved there. ``threads`` sets ``torch.set_num_threads``
+    for the measurement only (restored after); the count in effect is recorded either way.
+    See the module docstring for the method.
+    """
+    if max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1, got {max_samples}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1 or None, got {threads}")
+    dev, inputs = prepare(model, example_inputs, device)
+    step = make_step(model, inputs, mode)
+    with _num_threads(threads) as used_threads, _on_device(dev):
+        block = _block_timer(dev)
+        warm = _warm_up(block, step, warmup_s)
+        number = _block_size(float(np.median(warm[-STABLE_WINDOW:])), min_run_time_s)
+        samples = _measure(block, step, number, min_run_time_s, max_samples)
+    return LatencyMeasurement(
+        samples_ms=tuple(samples),
+        number_per_sample=number,
+        device=str(dev),
+        mode=mode,
+        warmup_iters=len(warm),
+        threads=used_threads,
+    )
+
+
+def _warm_up(block: BlockTimer, step: Callable[[], Any], warmup_s: float) -> list[float]:
+    """Single calls until timings settle (or ``warmup_s`` is spent); their times in seconds."""
+    times: list[float] = []
+    deadline = _now() + warmup_s
+    while True:
+        times.append(block(step, 1))
+        if len(times) >= MIN_WARMUP_CALLS and (_now() >= deadline or _stable(times)):
+            return times
+
+
+def _stable(times: list[float]) -> bool:
+    # A window spans at least STABLE_WINDOW calls and TARGET_BLOCK_S of time: six calls of a
+    # 20-microsecond model are too short a stretch to call anything stable.
+    per_call = max(float(np.median(times[-STABLE_WINDOW:])), 1e-7)
+    w = max(STABLE_WINDOW, math.ceil(TARGET_BLOCK_S / per_call))
+    if len(times) < 2 * w:
+        return False
+    last, prev = float(np.median(times[-w:])), float(np.median(times[-2 * w : -w]))
+    return abs(last - prev) <= STABLE_RTOL * prev
+
+
+def _block_size(per_call_s: float, min_run_time_s: float) -> int:
+    """Calls per timed block: 1 for calls of at least TARGET_BLOCK_S, else enough to fill it."""
+    per_call_s = max(per_call_s, 1e-7)  # a clock tick of 0 must not divide by zero
+    if per_call_s >= TARGET_BLOCK_S:
+        return 1
+    number = math.ceil(TARGET_BLOCK_S / per_call_s)
+    # Prefer MIN_SAMPLES shorter blocks over a few long ones when the window is short.
+    fit = int(min_run_time_s / (MIN_SAMPLES * per_call_s))
+    return max(1, min(number, fit))
+
+
+def _measure(
+    block: BlockTimer, step: Callable[[], Any], number: int, min_run_time_s: float, max_samples: int
+) -> list[float]:
+    samples: list[float] = []
+    start = _now()
+    while len(samples) < max_samples:
+        samples.append(block(step, number) / number * 1e3)
+        # Wall time (not summed block time) decides when to stop: it bounds what the user waits.
+        spent = _now() - start
+        n = len(samples)
+        if (
+            spent >= min_run_time_s
+            and n >= FLOOR_SAMPLES
+            and (n >= MIN_SAMPLES or spent >= MAX_RUN_FACTOR * min_run_time_s)
+        ):
+            break
+    return samples
+
+
+def _block_timer(device: torch.device) -> BlockTimer:
+    """A function ``(fn, number) -> seconds`` timing ``number`` back-to-back calls of ``fn``."""
+    if device.type == "cuda":
+        return _cuda_block_timer(device)
+    return _cpu_block_timer
+
+
+def _cpu_block_timer(fn: Callable[[], Any], number: int) -> float:
+    with _gc_paused():
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        return time.perf_counter() - t0
+
+
+def _cuda_block_timer(device: torch.device) -> BlockTimer:
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+
+    def timed(fn: Callable[[], Any], number: int) -> float:
+        with _gc_paused():
+            # Drain earlier work so the block's start event is not queued behind it.
+            torch.cuda.synchronize(device)
+            start.record()
+            for _ in range(number):
+                fn()
+            end.record()
+            torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1e3  # elapsed_time is in ms
+
+    return timed
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextmanager
+def _num_threads(threads: int | None) -> Iterator[int]:
+    """Set torch's intra-op thread count for the block, restore it after; yields the count in effect."""
+    before = torch.get_num_threads()
+    if threads is not None and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+@contextmanager
+def _on_device(device: torch.device) -> Iterator[None]:
+    """Make ``device`` current for CUDA (events and streams belong to the current device)."""
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            yield
+    else:
+        yield
+
+
+@register_metric("latency")
+def latency_metric(ctx: MetricContext) -> dict[str, Any]:
+    """Latency statistics and throughput of the cell's model; raw samples go to ``ctx.samples``."""
+    ctx.report_phase("latency")
+    cell, profile = ctx.cell, ctx.cell.profile
+    m = measure_latency(
+        ctx.model,
+        ctx.inputs,
+        device=ctx.device,
+        mode=cell.key.mode,
+        warmup_s=profile.warmup_s,
+        min_run_time_s=profile.min_run_time_s,
+        max_samples=profile.max_samples,
+        threads=cell.threads,
+    )
+    out = m.to_metrics(cell.key.batch_size)
+    if cell.key.seq_len is not None:
+        out["tokens_per_s"] = cell.key.batch_size * cell.key.seq_len / (m.median_ms / 1e3)
+    ctx.samples["latency_ms"] = list(m.samples_ms)
+    if m.noisy:
+        ctx.notes.append(
+            f"latency: high IQR/median ({m.summary.iqr_over_median:.0%} of {m.median_ms:.3g} ms over "
+            f"{m.n} samples); the machine may have been busy"
+        )
+    return out
