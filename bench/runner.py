@@ -104,8 +104,9 @@ def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
 
     profile = suite.profile(settings.profile)
     tiers = settings.tiers or profile.tiers or tuple(t.name for t in suite.tiers)
-    if settings.families:
-        for f in settings.families:
+    families = settings.families or profile.families
+    if families:
+        for f in families:
             if f not in suite.families:
                 from bench.errors import UnknownNameError
 
@@ -117,7 +118,7 @@ def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
     for tier_name in tiers:
         tier = suite.tier(tier_name)
         for variant in resolve_tier(tier):
-            if settings.families and variant.family not in settings.families:
+            if families and variant.family not in families:
                 continue
             for device in devices:
                 for dtype in dtypes:

@@ -64,6 +64,9 @@ class VariantSpec:
     knob: Knob | None = None
     name: str | None = None  # display name; defaults to the builder's model name
     target: str = "params"  # or "macs"
+    # Sub-module whose parameters the tier's budget counts (``model.get_submodule(count)``, e.g. "backbone"
+    # when embeddings and heads differ by family); None: the whole model.
+    count: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class Profile:
 
     name: str
     tiers: tuple[str, ...] | None = None  # None: every tier
+    families: tuple[str, ...] | None = None  # None: every family (``--family`` overrides)
     batch_sizes: tuple[int, ...] = (1,)
     dtypes: tuple[str, ...] = ("fp32",)
     modes: tuple[str, ...] = ("infer",)

@@ -1,0 +1,126 @@
+"""seq-backbones: recurrent nets against Transformers at matched backbone size, swept over sequence length.
+
+Nine families from stock ``torch.nn`` blocks (models in ``bench.models.seq``): RNN (tanh), LSTM, GRU,
+bidirectional LSTM and GRU, and a Transformer encoder with fixed sinusoidal or learned positions -- all
+classifying token sequences -- plus, for sequence to sequence, a GRU encoder-decoder with Luong attention
+against an ``nn.Transformer`` encoder-decoder. Every family has two layers (two plus two for the
+encoder-decoders) and the same embedding and head around its backbone; the knob is the width.
+
+Tiers budget the **backbone** (``VariantSpec.count="backbone"``): embeddings, positional tables and output
+layers are left out, because they scale with vocabulary, maximum length and class count rather than with
+the architecture being compared. Sequence length is an axis of ordinary cells (``Profile.seq_lens``);
+``bench.scaling`` fits each family's exponents and the lengths where a Transformer overtakes its
+recurrent counterpart (pairs registered below).
+"""
+
+from __future__ import annotations
+
+from bench import scaling
+from bench.models import seq as _models  # noqa: F401 -- registers the tokens / seq2seq / seq input kinds
+from bench.registry import register_suite
+from bench.spec import Knob, Profile, Suite, Tier, VariantSpec, freeze
+
+_M = "bench.models.seq"
+VOCAB = 256
+NUM_CLASSES = 10
+
+#: widths on a grid fine enough for ±5% at 0.1M (params grow as width², so steps are relative)
+_GRID = tuple(range(8, 128, 2)) + tuple(range(128, 512, 4)) + tuple(range(512, 4097, 8))
+WIDTH = Knob("width", _GRID)
+ATTN_WIDTH = Knob("width", _GRID, derive=f"{_M}:attention_width")  # + heads, head dim ~32 (64 from 512)
+
+# --- profiles ----------------------------------------------------------------------------------------------
+
+_METRICS = ("params", "flops", "seq", "memory", "latency")
+PROFILES = (
+    Profile(
+        "quick",
+        tiers=("100k",),
+        families=("lstm", "gru", "transformer", "gru_seq2seq", "transformer_seq2seq"),
+        seq_lens=(64, 256),
+        modes=("infer",),
+        metrics=_METRICS,
+        warmup_s=0.1,
+        min_run_time_s=0.2,
+        timeout_s=120.0,
+        description="smoke run: the 0.1M tier, five families, lengths 64 and 256, inference only (10 cells)",
+    ),
+    Profile(
+        "default",
+        tiers=("1m",),
+        seq_lens=(64, 256, 1024, 4096),
+        modes=("infer", "train"),
+        metrics=_METRICS,
+        warmup_s=0.3,
+        min_run_time_s=0.5,
+        timeout_s=600.0,
+        description="the 1M tier, lengths 64-4096 (x4), inference and a training step (72 cells; training "
+        "stops at 1024 on CPU, see input_args)",
+    ),
+    Profile(
+        "full",
+        seq_lens=tuple(64 * 2**i for i in range(9)),
+        batch_sizes=(1, 8),
+        modes=("infer", "train"),
+        metrics=_METRICS,
+        warmup_s=1.0,
+        min_run_time_s=3.0,
+        timeout_s=1800.0,
+        description="every tier, lengths 64-16384 (x2), batch 1 and 8; beyond the CPU caps only on CUDA",
+    ),
+)
+#: the learned positional table must cover the longest sequence any profile runs
+MAX_LEN = max(t for p in PROFILES for t in p.seq_lens)
+
+
+def _spec(family: str, builder: str, name: str, knob: Knob = WIDTH, **args: object) -> VariantSpec:
+    return VariantSpec(family, f"{_M}:{builder}", freeze(args), knob, name=name, count="backbone")
+
+
+_S2S = {"layers": 2, "vocab_size": VOCAB}  # encoder-decoders: two layers each side
+_CLS = {**_S2S, "num_classes": NUM_CLASSES}
+#: one line per family, the same in every tier (the knob lands each on the tier's target)
+FAMILIES = (
+    _spec("rnn", "recurrent", "rnn_tanh", cell="rnn", **_CLS),
+    _spec("lstm", "recurrent", "lstm", cell="lstm", **_CLS),
+    _spec("gru", "recurrent", "gru", cell="gru", **_CLS),
+    _spec("bilstm", "recurrent", "bilstm", cell="lstm", bidirectional=True, **_CLS),
+    _spec("bigru", "recurrent", "bigru", cell="gru", bidirectional=True, **_CLS),
+    _spec("transformer", "transformer", "transformer_sin", ATTN_WIDTH, pos="sinusoidal", **_CLS),
+    _spec("transformer_learned", "transformer", "transformer_lpe", ATTN_WIDTH, pos="learned", max_len=MAX_LEN, **_CLS),
+    _spec("gru_seq2seq", "gru_seq2seq", "gru_luong_s2s", **_S2S),
+    _spec("transformer_seq2seq", "transformer_seq2seq", "transformer_s2s", ATTN_WIDTH, **_S2S),
+)
+
+
+def _tier(name: str, target: int, description: str) -> Tier:
+    # input_shape is empty: a sample is a (seq_len,) vector of token ids, and seq_len is the cell's own axis.
+    return Tier(name, target, FAMILIES, tolerance=0.05, input_shape=(), description=description)
+
+
+TIERS = (
+    _tier("100k", 100_000, "~0.1M backbone params: per-step overheads dominate"),
+    _tier("1m", 1_000_000, "~1M backbone params"),
+    _tier("10m", 10_000_000, "~10M backbone params: arithmetic dominates"),
+)
+
+#: (A, B): report the length where A's cost passes B's
+CROSSOVERS = (("transformer", "lstm"), ("transformer_learned", "lstm"), ("transformer", "gru"),
+              ("transformer_seq2seq", "gru_seq2seq"))  # fmt: skip
+scaling.register_crossovers("seq-backbones", CROSSOVERS)
+
+
+@register_suite("seq-backbones")
+def seq_backbones() -> Suite:
+    """Recurrent nets and Transformers at ~0.1M, ~1M and ~10M backbone parameters, over sequence length."""
+    return Suite(
+        name="seq-backbones",
+        description=__doc__.splitlines()[0],
+        input_kind="seq",
+        tiers=TIERS,
+        profiles=PROFILES,
+        default_profile="default",
+        # max_seq_len: per-device (or device/mode) length caps; longer cells are recorded as skipped.
+        # On 2 CPU cores a GRU/RNN training step at 4096 takes ~10-20 s (its backward runs step by step).
+        input_args=freeze({"vocab_size": VOCAB, "max_seq_len": {"cpu": 4096, "cpu/train": 1024}}),
+    )
