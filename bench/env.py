@@ -89,6 +89,8 @@ def fingerprint(threads: int | None = None) -> dict[str, Any]:
         "cpu_affinity": affinity,
         "memory_gb": _mem_total_gb(),
         "threads": threads if threads is not None else torch.get_num_threads(),
+        # A busy machine slows everything: the 1-minute load average at the start says how busy.
+        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "cuda": None,
         "gpu_name": None,
