@@ -211,7 +211,10 @@ def _run_fvcore(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
     try:
         if kwargs:
             raise TypeError("fvcore takes positional tensor inputs only")
-        from fvcore.nn import FlopCountAnalysis
+        with warnings.catch_warnings():
+            # fvcore scripts a loss function at import time, which torch now warns about.
+            warnings.simplefilter("ignore", FutureWarning)
+            from fvcore.nn import FlopCountAnalysis
 
         analysis = FlopCountAnalysis(model, args)
         analysis.unsupported_ops_warnings(False)
