@@ -13,6 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from bench.registry import get_suite, list_suites
@@ -45,6 +46,8 @@ def _run(args: argparse.Namespace) -> int:
             err = v.param_error
             style = "" if abs(err) <= v.tolerance else "red"
             knob = f"{v.knob}={v.knob_value}" if v.knob else "canonical"
-            t.add_row(v.family, v.model, v.builder, knob, f"{v.achieved_params / 1e6:.2f}", f"{err:+.1%}", style=style)
+            # escape: "convnext_tiny[dims=88]" would otherwise be read as rich markup and lose its knob
+            t.add_row(v.family, escape(v.model), v.builder, escape(knob), f"{v.achieved_params / 1e6:.2f}", f"{err:+.1%}",
+                      style=style)  # fmt: skip
         console.print(t)
     return 0
