@@ -134,7 +134,7 @@ def _print_table(report: ComparisonReport, console: Console | None = None) -> No
     for c in report.cells:
         if c.status != COMPARED:
             st = "red" if c.status == FAILED else "cyan"
-            t.add_row(cell_label(c.key), f"[{st}]{c.status}[/{st}]", *([""] * (len(METRICS) - 1)))
+            t.add_row(escape(cell_label(c.key)), f"[{st}]{c.status}[/{st}]", *([""] * (len(METRICS) - 1)))
             continue
         vals = []
         for name in METRICS:
@@ -144,7 +144,7 @@ def _print_table(report: ComparisonReport, console: Console | None = None) -> No
                 if m is None
                 else f"[{_STYLE[m.verdict.value]}]{format_change(m)} {m.verdict.value if m.verdict.value != 'unchanged' else '~'}[/]"
             )
-        t.add_row(cell_label(c.key), *vals)
+        t.add_row(escape(cell_label(c.key)), *vals)
     console.print(t)
     notable = report.regressions + report.improvements + report.noisy
     if notable:
@@ -161,14 +161,14 @@ def _print_table(report: ComparisonReport, console: Console | None = None) -> No
                     else f"[{m.ci[0]:+.2f}, {m.ci[1]:+.2f}] pt"
                 )
             )
-            d.add_row(cell_label(c.key), m.metric, format_value(m.metric, m.baseline), format_value(m.metric, m.current),
+            d.add_row(escape(cell_label(c.key)), m.metric, format_value(m.metric, m.baseline), format_value(m.metric, m.current),
                       format_change(m), f"[{_STYLE[m.verdict.value]}]{verdict_text(m)}[/]",
                       "" if m.p_adjusted is None else f"{m.p_adjusted:.2g}", escape(ci), escape(m.note or m.method))  # fmt: skip
         console.print(d)
     for status in (FAILED, ADDED, REMOVED):
         cs = report.with_status(status)
         if cs:
-            console.print(f"[bold]{status}[/bold] ({len(cs)}): " + ", ".join(cell_label(c.key) for c in cs))
+            console.print(f"[bold]{status}[/bold] ({len(cs)}): " + ", ".join(escape(cell_label(c.key)) for c in cs))
             for c in cs:
                 if status == FAILED and c.error:
-                    console.print(f"  {cell_label(c.key)}: {escape(c.error)}")
+                    console.print(f"  {escape(cell_label(c.key))}: {escape(c.error)}")
