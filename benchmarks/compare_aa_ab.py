@@ -47,6 +47,8 @@ def run_suite(out: Path, args: argparse.Namespace, *extra: str) -> Path:
     cmd = ["run", args.suite, "--profile", args.profile, "--device", "cpu", "--out", str(out), "--no-report", *extra]
     if args.family:
         cmd += ["--family", args.family]
+    if args.tier:
+        cmd += ["--tier", args.tier]
     t0 = time.monotonic()
     r = aigc_bench(*cmd)
     files = sorted((out / args.suite).glob("*.json"))
@@ -144,6 +146,7 @@ def main() -> None:
     ap.add_argument("--suite", default="cv-backbones")
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--family", default="resnet,vit", help="comma list of families ('' for all)")
+    ap.add_argument("--tier", default="tiny", help="comma list of tiers ('' for the profile's)")
     ap.add_argument("--reps", type=int, default=10, help="A/A repetitions")
     ap.add_argument("--fail-on", default="latency:5%,memory:5%,macs:0%,accuracy:1pt")
     ap.add_argument(
