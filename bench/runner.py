@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UsageError
-from bench.spec import DEVICES, DTYPES, CellKey, CellSpec, Profile, Suite
+from bench.spec import DEVICES, DTYPES, CellKey, CellSpec, Profile, Suite, freeze
 from bench.worker import base_record
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class RunSettings:
     shard: tuple[int, int] | None = None  # (k, n), 1-based k
     tiers: tuple[str, ...] | None = None  # None: the profile's
     families: tuple[str, ...] | None = None  # None: all
+    extra: tuple[tuple[str, Any], ...] = ()  # per-run values metrics read (accuracy: ``data``, ``weights``)
 
 
 @dataclass
@@ -114,23 +115,31 @@ def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
     devices = resolve_devices(settings.devices)
     dtypes = check_dtypes(settings.dtypes or profile.dtypes)
     batches = settings.batch_sizes or profile.batch_sizes
+    # The run's batch sizes and dtypes ride along: a metric measured once per variant (accuracy) takes the first.
+    extra = freeze({**dict(settings.extra), "batch_sizes": tuple(batches), "dtypes": tuple(dtypes)})
+    acc = profile.accuracy
     cells: list[CellSpec] = []
     for tier_name in tiers:
         tier = suite.tier(tier_name)
+        # An accuracy tier trains each variant once, so it gets one cell per variant: the first value of every
+        # axis (every length when the task takes its length from the cell). See bench/metrics/accuracy.py.
+        once = acc is not None and tier.name in acc.tiers
+        lens = profile.seq_lens or (None,)
+        lens = lens[:1] if once and not acc.length_from_cell else lens
         for variant in resolve_tier(tier):
             if families and variant.family not in families:
                 continue
             for device in devices:
-                for dtype in dtypes:
-                    for batch in batches:
-                        for seq_len in profile.seq_lens or (None,):
-                            for mode in profile.modes:
+                for dtype in dtypes[:1] if once else dtypes:
+                    for batch in batches[:1] if once else batches:
+                        for seq_len in lens:
+                            for mode in profile.modes[:1] if once else profile.modes:
                                 key = CellKey(suite=suite.name, tier=tier.name, family=variant.family,
                                               model=variant.model, device=device, dtype=dtype, batch_size=batch,
                                               input_shape=tuple(tier.input_shape), seq_len=seq_len, mode=mode)  # fmt: skip
                                 cells.append(CellSpec(key=key, variant=variant, input_kind=suite.input_kind,
                                                       input_args=suite.input_args, profile=profile,
-                                                      threads=settings.threads))  # fmt: skip
+                                                      threads=settings.threads, extra=extra))  # fmt: skip
     if settings.shard:
         cells = select_shard(cells, *settings.shard)
     return cells

@@ -113,6 +113,34 @@ class Tier:
 
 
 @dataclass(frozen=True)
+class AccuracySpec:
+    """How a profile measures accuracy: which task, on which tiers, with what training budget and seeds.
+
+    The protocol is the same for every family (``bench.accuracy.train``; docs/accuracy.md): AdamW with
+    ``weight_decay`` (not on biases and norms), ``lr`` after a linear warm-up over ``warmup`` of the steps,
+    then a cosine decay to 0; gradients clipped to ``clip_grad_norm``; ``epochs`` passes over the training
+    split in batches of ``batch_size``, so every family sees the same samples in the same number of steps.
+    ``task_args`` go to ``bench.accuracy.data.make_task``; with ``length_from_cell`` a length-parametrised
+    task (``adding``, ``recall``) takes the cell's ``seq_len`` as its ``length``. ``augment`` is ``None``
+    or ``"shift:<pixels>"`` (random translations of images). The runner gives each tier in ``tiers`` one
+    cell per variant (one per length with ``length_from_cell``): accuracy does not depend on the timed axes.
+    """
+
+    task: str
+    task_args: tuple[tuple[str, Any], ...] = ()
+    tiers: tuple[str, ...] = ("micro",)  # only these tiers' cells train
+    epochs: float = 10.0
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.05  # fraction of the steps
+    clip_grad_norm: float | None = 1.0
+    seeds: int = 3  # seeds 0 .. seeds-1
+    augment: str | None = None
+    length_from_cell: bool = False
+
+
+@dataclass(frozen=True)
 class Profile:
     """How much of a suite to run and how long to measure.
 
@@ -132,6 +160,7 @@ class Profile:
     max_samples: int = 2000
     timeout_s: float = 300.0  # a cell that takes longer is killed and recorded as "timeout"
     description: str = ""
+    accuracy: AccuracySpec | None = None  # what the "accuracy" metric trains (bench.accuracy)
 
 
 @dataclass(frozen=True)

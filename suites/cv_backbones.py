@@ -17,13 +17,14 @@ hard-codes, stay as published.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from torch import nn
 
 from bench.registry import register_suite
-from bench.spec import Knob, Profile, Suite, Tier, VariantSpec, freeze
+from bench.spec import AccuracySpec, Knob, Profile, Suite, Tier, VariantSpec, freeze
 
 _HERE = __name__  # "bench.suites.cv_backbones": how workers find the builders below
 
@@ -149,17 +150,58 @@ SMALL = Tier(
     ),
 )
 
+# --- accuracy: the micro tier (bench.accuracy; docs/accuracy.md) ---------------------------------------------
+# ~0.5M-parameter variants at 32x32 with 10 classes: the only tier the accuracy metric trains (on scikit-learn's
+# digits). One knob per family lands it on the target; the layouts are canonical except where 32x32 needs
+# otherwise: ViT/DeiT take 4-pixel patches (8x8 tokens), 6 blocks and 32-wide heads; Swin takes 2-pixel
+# patches, 4x4 windows and its first three stages (16, 8 and 4 tokens a side); ResNet is resnet18's layout.
+_A = "bench.accuracy.models"
+_N10 = freeze({"num_classes": 10})
+_VIT32 = freeze({"img_size": 32, "num_classes": 10, "patch_size": 4, "depth": 6})
+_SWIN32 = freeze({"img_size": 32, "num_classes": 10, "patch_size": 2, "window_size": 4, "depths": (2, 2, 6),
+                  "num_heads": (2, 4, 8)})  # fmt: skip
+_MICRO_VIT = Knob("embed_dim", tuple(range(32, 257, 4)), derive=f"{_A}:vit_micro_width")
+_GOOGLENET_W = Knob("width", tuple(i / 100 for i in range(5, 101)))
+_EFFNET_W = Knob("channel_multiplier", tuple(i / 100 for i in range(10, 101)))
+_CONVNEXT_W = Knob("width", tuple(range(8, 65)), derive=f"{_HERE}:convnext_dims")
+_SWIN_W = Knob("embed_dim", tuple(range(8, 129, 2)))
+
+MICRO = Tier(
+    name="micro",
+    target_params=500_000,
+    input_shape=(3, 32, 32),
+    description="~0.5M params at 32x32, 10 classes: trained on digits by the accuracy metric",
+    variants=(
+        VariantSpec("vgg", f"{_HERE}:vgg", _N10, Knob("width", tuple(range(4, 65))), name="vgg11_bn_gap"),
+        VariantSpec("inception", f"{_A}:googlenet_micro", _N10, _GOOGLENET_W, name="googlenet"),
+        VariantSpec("resnet", "timm:resnet18", _N10, Knob("width", tuple(range(4, 65)), derive=f"{_A}:resnet_widths")),
+        VariantSpec("densenet", "timm:densenet121", _N10, Knob("growth_rate", tuple(range(4, 33)))),
+        VariantSpec("efficientnet", f"{_HERE}:efficientnet", _N10, _EFFNET_W, name="efficientnet_b0"),
+        VariantSpec("convnext", "timm:convnext_atto", _N10, _CONVNEXT_W),
+        VariantSpec("vit", "timm:vit_tiny_patch16_224", _VIT32, _MICRO_VIT, name="vit_p4d6"),
+        VariantSpec("deit", "timm:deit_tiny_distilled_patch16_224", _VIT32, _MICRO_VIT, name="deit_distilled_p4d6"),
+        VariantSpec("swin", "timm:swin_tiny_patch4_window7_224", _SWIN32, _SWIN_W, name="swin_p2w4"),
+    ),
+)
+#: the same protocol for every family (bench.accuracy.train); 5 epochs of 1257 images = 100 steps per seed
+DIGITS = AccuracySpec(task="digits", epochs=5, batch_size=64, lr=3e-3, weight_decay=0.05, warmup=0.05,
+                      augment="shift:2", seeds=3)  # fmt: skip
+_WITH_ACCURACY = ("params", "flops", "memory", "latency", "accuracy")  # accuracy last: a failure keeps the costs
+
 # Windows sized for a 2-core CPU, where a cell also spends ~5 s on process start, build and FLOP counting, and
 # one forward takes 10-120 ms at batch 1 and 40-1700 ms at batch 8 (VGG is the slowest).
 PROFILES = (
     Profile(
         "quick",
-        tiers=("tiny",),
+        tiers=("tiny", "micro"),
         batch_sizes=(1,),
         warmup_s=0.3,
         min_run_time_s=0.5,
         timeout_s=120.0,
-        description="smoke run: tiny tier, batch 1, fp32 (9 cells, about a minute on 2 CPU cores)",
+        description="smoke run: tiny tier, batch 1, fp32 (9 cells, about a minute on 2 CPU cores); "
+        "micro tier: 2 epochs of digits, 1 seed",
+        metrics=_WITH_ACCURACY,
+        accuracy=replace(DIGITS, epochs=2, seeds=1),
     ),
     Profile(
         "default",
@@ -167,7 +209,10 @@ PROFILES = (
         warmup_s=0.5,
         min_run_time_s=2.0,
         timeout_s=300.0,
-        description="both tiers, batch 1 and 8, fp32 (36 cells, about 6 minutes on 2 CPU cores)",
+        description="both tiers, batch 1 and 8, fp32 (36 cells, about 6 minutes on 2 CPU cores); "
+        "micro tier: digits accuracy, 5 epochs x 3 seeds",
+        metrics=_WITH_ACCURACY,
+        accuracy=DIGITS,
     ),
     Profile(
         "full",
@@ -177,7 +222,10 @@ PROFILES = (
         min_run_time_s=5.0,
         max_samples=5000,
         timeout_s=600.0,
-        description="both tiers, batch 1/8/32, fp32 and bf16 (108 cells)",
+        description="both tiers, batch 1/8/32, fp32 and bf16 (108 cells); micro tier: digits accuracy, "
+        "20 epochs x 5 seeds",
+        metrics=_WITH_ACCURACY,
+        accuracy=replace(DIGITS, epochs=20, seeds=5),
     ),
 )
 
@@ -189,7 +237,7 @@ def cv_backbones() -> Suite:
         name="cv-backbones",
         description="Nine image-classification backbones at matched parameter budgets (5.5M, 25M), 224x224 RGB",
         input_kind="image",
-        tiers=(TINY, SMALL),
+        tiers=(TINY, SMALL, MICRO),
         profiles=PROFILES,
         default_profile="default",
         input_args=freeze({}),

@@ -15,10 +15,12 @@ recurrent counterpart (pairs registered below).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bench import scaling
 from bench.models import seq as _models  # noqa: F401 -- registers the tokens / seq2seq / seq input kinds
 from bench.registry import register_suite
-from bench.spec import Knob, Profile, Suite, Tier, VariantSpec, freeze
+from bench.spec import AccuracySpec, Knob, Profile, Suite, Tier, VariantSpec, freeze
 
 _M = "bench.models.seq"
 VOCAB = 256
@@ -29,44 +31,68 @@ _GRID = tuple(range(8, 128, 2)) + tuple(range(128, 512, 4)) + tuple(range(512, 4
 WIDTH = Knob("width", _GRID)
 ATTN_WIDTH = Knob("width", _GRID, derive=f"{_M}:attention_width")  # + heads, head dim ~32 (64 from 512)
 
+# --- accuracy (bench.accuracy; docs/accuracy.md): what the micro tier trains ----------------------------------
+#: MNIST-1D read as one float per step (the token embedding becomes a linear map), the same protocol for all
+MNIST1D = AccuracySpec(task="mnist1d", epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, warmup=0.05, seeds=3)
+#: the adding problem at the cell's length: 4000 sequences x 5 epochs in batches of 32 = 625 steps per seed
+ADDING = AccuracySpec(task="adding", task_args=freeze({"n_train": 4000, "n_test": 1000}), epochs=5, batch_size=32,
+                      lr=3e-3, weight_decay=0.05, warmup=0.05, seeds=3, length_from_cell=True)  # fmt: skip
+
 # --- profiles ----------------------------------------------------------------------------------------------
 
 _METRICS = ("params", "flops", "seq", "memory", "latency")
+_WITH_ACCURACY = (*_METRICS, "accuracy")  # accuracy last: a failure keeps the costs measured before it
 PROFILES = (
     Profile(
         "quick",
-        tiers=("100k",),
+        tiers=("100k", "micro"),
         families=("lstm", "gru", "transformer", "gru_seq2seq", "transformer_seq2seq"),
         seq_lens=(64, 256),
         modes=("infer",),
-        metrics=_METRICS,
+        metrics=_WITH_ACCURACY,
         warmup_s=0.1,
         min_run_time_s=0.2,
         timeout_s=120.0,
-        description="smoke run: the 0.1M tier, five families, lengths 64 and 256, inference only (10 cells)",
+        description="smoke run: the 0.1M tier, five families, lengths 64 and 256, inference only (10 cells); "
+        "micro tier: MNIST-1D, 3 epochs, 1 seed",
+        accuracy=replace(MNIST1D, epochs=3, seeds=1),
     ),
     Profile(
         "default",
-        tiers=("1m",),
+        tiers=("1m", "micro"),
         seq_lens=(64, 256, 1024, 4096),
         modes=("infer", "train"),
-        metrics=_METRICS,
+        metrics=_WITH_ACCURACY,
         warmup_s=0.3,
         min_run_time_s=0.5,
         timeout_s=600.0,
         description="the 1M tier, lengths 64-4096 (x4), inference and a training step (72 cells; training "
-        "stops at 1024 on CPU, see input_args)",
+        "stops at 1024 on CPU, see input_args); micro tier: MNIST-1D accuracy, 10 epochs x 3 seeds",
+        accuracy=MNIST1D,
     ),
     Profile(
         "full",
         seq_lens=tuple(64 * 2**i for i in range(9)),
         batch_sizes=(1, 8),
         modes=("infer", "train"),
-        metrics=_METRICS,
+        metrics=_WITH_ACCURACY,
         warmup_s=1.0,
         min_run_time_s=3.0,
         timeout_s=1800.0,
-        description="every tier, lengths 64-16384 (x2), batch 1 and 8; beyond the CPU caps only on CUDA",
+        description="every tier, lengths 64-16384 (x2), batch 1 and 8; beyond the CPU caps only on CUDA; "
+        "micro tier: MNIST-1D accuracy, 30 epochs x 5 seeds",
+        accuracy=replace(MNIST1D, epochs=30, seeds=5),
+    ),
+    Profile(
+        "long-range",
+        tiers=("micro",),
+        seq_lens=(16, 32, 64, 128),
+        modes=("infer",),
+        metrics=("params", "accuracy"),
+        timeout_s=3600.0,
+        description="accuracy against length: the adding problem at T = 16-128 on the micro tier, 3 seeds "
+        "(one cell per family and length)",
+        accuracy=ADDING,
     ),
 )
 #: the learned positional table must cover the longest sequence any profile runs
@@ -104,6 +130,16 @@ TIERS = (
     _tier("10m", 10_000_000, "~10M backbone params: arithmetic dominates"),
 )
 
+# --- accuracy: the micro tier ------------------------------------------------------------------------------
+# The 100k tier's sizes (same solver, same budget on the backbone) for the families the accuracy tables
+# compare, plus the MNIST-1D paper's 1-D CNN as a reference row ("cnn": three strided convolutions, width
+# solved like the others). Only this tier trains; see MNIST1D and ADDING above.
+_CNN = VariantSpec("cnn", "bench.accuracy.models:cnn1d", freeze({"vocab_size": VOCAB, "num_classes": NUM_CLASSES}),
+                   WIDTH, name="cnn1d", count="backbone")  # fmt: skip
+_ACCURACY_FAMILIES = ("rnn", "lstm", "gru", "transformer")
+MICRO = Tier("micro", 100_000, (*(f for f in FAMILIES if f.family in _ACCURACY_FAMILIES), _CNN), tolerance=0.05,
+             input_shape=(), description="~0.1M backbone params: trained on MNIST-1D and the adding problem")  # fmt: skip
+
 #: (A, B): report the length where A's cost passes B's
 CROSSOVERS = (("transformer", "lstm"), ("transformer_learned", "lstm"), ("transformer", "gru"),
               ("transformer_seq2seq", "gru_seq2seq"))  # fmt: skip
@@ -117,7 +153,7 @@ def seq_backbones() -> Suite:
         name="seq-backbones",
         description=__doc__.splitlines()[0],
         input_kind="seq",
-        tiers=TIERS,
+        tiers=(*TIERS, MICRO),
         profiles=PROFILES,
         default_profile="default",
         # max_seq_len: per-device (or device/mode) length caps; longer cells are recorded as skipped.

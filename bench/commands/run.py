@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from bench.errors import EXIT_CELLS_FAILED, EXIT_OK, UsageError
-from bench.spec import DEVICES, DTYPES
+from bench.spec import DEVICES, DTYPES, Suite
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -39,6 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="FILE",
                    help="continue the newest matching run in --out (or FILE), running only the missing cells")
     p.add_argument("--no-report", action="store_true", help="do not write reports at the end")
+    p.add_argument("--data", default=None, type=Path, metavar="PATH",
+                   help="evaluate checkpoints on this dataset (an ImageFolder tree or a CIFAR-10/100 folder; never "
+                        "downloaded); needs --weights; see docs/accuracy.md")  # fmt: skip
+    p.add_argument("--weights", default=None, type=Path, metavar="DIR",
+                   help="folder of checkpoints named after the models (<model>.safetensors or .pth)")  # fmt: skip
     p.set_defaults(handler=_run)
 
 
@@ -52,6 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     suite = get_suite(args.suite)
+    extra = _accuracy_extra(args, suite)
     settings = runner.RunSettings(
         profile=args.profile,
         devices=args.device,
@@ -61,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
         shard=runner.parse_shard(args.shard) if args.shard else None,
         tiers=args.tier,
         families=args.family,
+        extra=extra,
     )
     cells = runner.expand(suite, settings)  # bad names fail here, before any file is written
     _check_writable(args.out)
@@ -78,6 +85,22 @@ def _run(args: argparse.Namespace) -> int:
         out.print(f"[red]{failed} of {len(result.records)} cells failed[/red] (exit {EXIT_CELLS_FAILED})")
         return EXIT_CELLS_FAILED
     return EXIT_OK
+
+
+def _accuracy_extra(args: argparse.Namespace, suite: Suite) -> tuple[tuple[str, str], ...]:
+    """``--data``/``--weights`` as the cells' extras, checked before anything runs."""
+    if args.data is None and args.weights is None:
+        return ()
+    if args.data is None or args.weights is None:
+        raise UsageError("--data and --weights go together: the checkpoints in --weights are evaluated on --data")
+    if not args.data.exists():
+        raise UsageError(f"--data {args.data}: no such file or folder")
+    if not args.weights.is_dir():
+        raise UsageError(f"--weights {args.weights}: no such folder")
+    if "accuracy" not in suite.profile(args.profile).metrics:
+        raise UsageError(f"profile {suite.profile(args.profile).name!r} does not measure accuracy; "
+                         "--data/--weights need a profile whose metrics include it")  # fmt: skip
+    return (("data", str(args.data.resolve())), ("weights", str(args.weights.resolve())))
 
 
 def _check_writable(out: Path) -> None:

@@ -41,9 +41,11 @@ def test_registered() -> None:
 
 def test_tiers_and_inputs(suite: Suite) -> None:
     assert suite.name == "cv-backbones" and suite.input_kind == "image"
-    assert {t.name: t.target_params for t in suite.tiers} == {"tiny": 5_500_000, "small": 25_000_000}
+    assert {t.name: t.target_params for t in suite.tiers} == {"tiny": 5_500_000, "small": 25_000_000,
+                                                               "micro": 500_000}  # fmt: skip
     for t in suite.tiers:
-        assert t.input_shape == (3, 224, 224) and t.tolerance == 0.10
+        # micro: the accuracy tier (bench.accuracy), 32x32 inputs, trained on digits
+        assert t.input_shape == ((3, 32, 32) if t.name == "micro" else (3, 224, 224)) and t.tolerance == 0.10
 
 
 def test_every_tier_has_every_family_once(resolved: dict[str, tuple[Variant, ...]]) -> None:
@@ -98,7 +100,8 @@ def test_knob_variants_keep_their_layout(resolved: dict[str, tuple[Variant, ...]
             d, h = v["vit"].args["embed_dim"], v["vit"].args["num_heads"]
             assert d % h == 0 and 32 <= d // h <= 96  # heads divide the width; ViT-like head dims
             assert v["deit"].args["embed_dim"] % v["deit"].args["num_heads"] == 0
-        assert v["swin"].args["embed_dim"] % 3 == 0  # (3, 6, 12, 24) heads
+        heads = v["swin"].args.get("num_heads", (3, 6, 12, 24))  # the micro tier declares (2, 4, 8)
+        assert all(v["swin"].args["embed_dim"] * 2**i % h == 0 for i, h in enumerate(heads))
 
 
 def test_building_on_meta_is_fast(resolved: dict[str, tuple[Variant, ...]]) -> None:
@@ -160,7 +163,7 @@ def test_worker_process_can_rebuild_suite_builders(resolved: dict[str, tuple[Var
 def test_profiles_fit_their_budgets(suite: Suite) -> None:
     assert suite.profile().name == "default"
     quick, default, full = (suite.profile(n) for n in ("quick", "default", "full"))
-    assert quick.tiers == ("tiny",) and quick.batch_sizes == (1,) and quick.dtypes == ("fp32",)
+    assert quick.tiers == ("tiny", "micro") and quick.batch_sizes == (1,) and quick.dtypes == ("fp32",)
     assert default.tiers is None and default.batch_sizes == (1, 8) and default.dtypes == ("fp32",)
     assert set(default.metrics) >= {"params", "flops", "memory", "latency"}
     assert full.batch_sizes == (1, 8, 32) and set(full.dtypes) == {"fp32", "bf16"}

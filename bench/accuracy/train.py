@@ -1,0 +1,276 @@
+"""One training protocol, the same for every family: train, evaluate, repeat over seeds, summarise.
+
+The protocol (``bench.spec.AccuracySpec`` holds its numbers; docs/accuracy.md explains the choices):
+
+* the budget is **epochs x training-set size samples in batches of ``batch_size``**: every family takes the
+  same number of optimizer steps on the same samples in the same order (per seed). Matching samples rather
+  than FLOPs keeps the comparison about what a family learns from a fixed amount of data, which is what the
+  data-efficiency question (CNN vs ViT) asks; the training FLOPs each family spent are reported beside it.
+* AdamW (betas 0.9/0.999), weight decay on weights only (not biases or normalisation gains), learning rate
+  warmed up linearly over the first ``warmup`` of the steps then cosine-decayed to 0; the global gradient norm
+  clipped (recurrent nets explode without it, and every family gets the same clip).
+* cross-entropy for classification, mean squared error for regression; no label smoothing, no dropout added.
+* augmentation only where the spec asks for it (``shift:<px>`` for images); none for sequences.
+* the model of the last step is evaluated on the test split once: no early stopping, no selection on test.
+
+Determinism: the seed fixes the initial weights (``torch.manual_seed``), the batch order and augmentation
+(a ``torch.Generator``), and ``torch.use_deterministic_algorithms`` is on while training; on a CPU with the
+same thread count a rerun gives bit-identical accuracies and loss curves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.accuracy.data import Task
+from bench.spec import AccuracySpec
+
+#: test batches are this big (evaluation only; it does not change results)
+EVAL_BATCH = 256
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """One training run: its test accuracy, test loss and the per-epoch mean training loss."""
+
+    seed: int
+    accuracy: float
+    test_loss: float
+    loss_curve: tuple[float, ...]
+    steps: int
+    train_time_s: float  # wall clock
+    train_cpu_s: float  # CPU time of this process (all threads): what a busy, shared machine cannot inflate
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """A task's accuracy over seeds: the raw per-seed runs, and their mean, std and 95% interval."""
+
+    task: str
+    runs: tuple[SeedResult, ...]
+    budget: str
+    chance: float
+    train_flops: float | None = None  # estimate per seed: 3 x forward FLOPs x samples seen
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def accuracies(self) -> list[float]:
+        return [r.accuracy for r in self.runs]
+
+    @property
+    def mean(self) -> float:
+        return mean_ci(self.accuracies)[0]
+
+    @property
+    def std(self) -> float:
+        return mean_ci(self.accuracies)[1]
+
+    @property
+    def ci95(self) -> float | None:
+        return mean_ci(self.accuracies)[2]
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float | None]:
+    """Mean, sample standard deviation (ddof=1) and the half-width of the t-distribution confidence interval.
+
+    The interval is ``mean ± t_{(1+c)/2, n-1} * std / sqrt(n)``: with three seeds ``t = 4.303``, so it is
+    wide, honestly so. One value has no spread: std 0.0 (as ``bench.stats``) and no interval (None).
+    """
+    from scipy import stats
+
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values to summarise")
+    m = math.fsum(values) / n
+    if n == 1:
+        return m, 0.0, None
+    sd = math.sqrt(math.fsum((v - m) ** 2 for v in values) / (n - 1))
+    return m, sd, float(stats.t.ppf((1 + confidence) / 2, n - 1) * sd / math.sqrt(n))
+
+
+def steps_per_epoch(task: Task, spec: AccuracySpec) -> int:
+    return math.ceil(len(task.y_train) / spec.batch_size)
+
+
+def total_steps(task: Task, spec: AccuracySpec) -> int:
+    """Optimizer steps of one training run (the last, partial batch of an epoch is kept)."""
+    return max(1, round(spec.epochs * steps_per_epoch(task, spec)))
+
+
+def budget_string(task: Task, spec: AccuracySpec) -> str:
+    """The budget as a reader sees it in a table, e.g. ``"10 ep x 4000, b64 = 630 steps, AdamW lr 0.003 ..."``."""
+    parts = [f"{spec.epochs:g} ep x {len(task.y_train)}, b{spec.batch_size} = {total_steps(task, spec)} steps",
+             f"AdamW lr {spec.lr:g} wd {spec.weight_decay:g}", f"warmup {spec.warmup:.0%} + cosine"]  # fmt: skip
+    if spec.clip_grad_norm:
+        parts.append(f"clip {spec.clip_grad_norm:g}")
+    if spec.augment:
+        parts.append(spec.augment)
+    return ", ".join(parts)
+
+
+def warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
+    """Learning-rate factor at step ``i``: linear from 1/warmup to 1 over ``warmup`` steps, then cosine to 0."""
+
+    def factor(i: int) -> float:
+        if i < warmup:
+            return (i + 1) / warmup
+        progress = (i - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices and kernels only; biases, norm gains and 1-d tokens are not decayed."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """``torch.use_deterministic_algorithms(True)`` for the block, then the previous setting again.
+
+    ``warn_only``: an op with no deterministic kernel (none on the CPU paths used here) warns rather than
+    failing the cell; the CPU kernels the models use are deterministic for a fixed thread count.
+    """
+    was, was_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)
+
+
+def shift_images(x: torch.Tensor, pixels: int, g: torch.Generator) -> torch.Tensor:
+    """Translate each image by a random whole number of pixels in ``[-pixels, pixels]`` along each axis.
+
+    Borders are filled by replicating the edge (the background of a digit), so no artificial frame appears.
+    """
+    if pixels <= 0:
+        return x
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pixels, pixels, pixels, pixels), mode="replicate")
+    offsets = torch.randint(0, 2 * pixels + 1, (b, 2), generator=g).tolist()
+    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
+
+
+def augmenter(spec: AccuracySpec, task: Task) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """The spec's augmentation as ``fn(batch, generator) -> batch``; identity when there is none."""
+    if not spec.augment:
+        return lambda x, g: x
+    kind, _, arg = spec.augment.partition(":")
+    if kind == "shift" and task.kind == "image":
+        px = int(arg or 2)
+        return lambda x, g: shift_images(x, px, g)
+    raise ValueError(f"augmentation {spec.augment!r} does not apply to {task.kind} task {task.name!r}; "
+                     "valid: None, or 'shift:<pixels>' for image tasks")  # fmt: skip
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+    if task.objective == "regression":
+        return F.mse_loss(out.reshape(-1), y)
+    return F.cross_entropy(out, y)
+
+
+def evaluate(model: nn.Module, task: Task, device: torch.device | str = "cpu") -> tuple[float, float]:
+    """Test accuracy and mean test loss of ``model`` on ``task`` (regression: within ``task.tolerance``)."""
+    model.eval()
+    correct, loss_sum, n = 0.0, 0.0, len(task.y_test)
+    with torch.no_grad():
+        for i in range(0, n, EVAL_BATCH):
+            x = task.x_test[i : i + EVAL_BATCH].to(device)
+            y = task.y_test[i : i + EVAL_BATCH].to(device)
+            out = model(x).float()
+            loss_sum += float(_loss(out, y, task)) * len(y)
+            if task.objective == "regression":
+                correct += float(((out.reshape(-1) - y).abs() < task.tolerance).sum())
+            else:
+                correct += float((out.argmax(dim=-1) == y).sum())
+    return correct / n, loss_sum / n
+
+
+def train_once(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, seed: int,
+               device: torch.device | str = "cpu") -> SeedResult:  # fmt: skip
+    """Build a fresh model under ``seed``, train it by the protocol, and evaluate it on the test split."""
+    device = torch.device(device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    with deterministic():
+        torch.manual_seed(seed)
+        model = build().to(device)
+        g = torch.Generator().manual_seed(seed)  # batch order and augmentation; CPU, whatever the device
+        augment = augmenter(spec, task)
+        per_epoch, steps = steps_per_epoch(task, spec), total_steps(task, spec)
+        opt = torch.optim.AdamW(param_groups(model, spec.weight_decay), lr=spec.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, max(1, round(spec.warmup * steps))))
+        n = len(task.y_train)
+        curve: list[float] = []
+        epoch_loss, epoch_batches = 0.0, 0
+        model.train()
+        for step in range(steps):
+            i = step % per_epoch
+            if i == 0:
+                order = torch.randperm(n, generator=g)
+            idx = order[i * spec.batch_size : (i + 1) * spec.batch_size]
+            x = augment(task.x_train[idx], g).to(device)
+            y = task.y_train[idx].to(device)
+            loss = _loss(model(x).float(), y, task)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {float(loss)} at step {step} of {steps} (seed {seed})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if spec.clip_grad_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), spec.clip_grad_norm)
+            opt.step()
+            sched.step()
+            epoch_loss += loss.item()
+            epoch_batches += 1
+            if i == per_epoch - 1 or step == steps - 1:
+                curve.append(epoch_loss / epoch_batches)
+                epoch_loss, epoch_batches = 0.0, 0
+        accuracy, test_loss = evaluate(model, task, device)
+    return SeedResult(seed=seed, accuracy=accuracy, test_loss=test_loss, loss_curve=tuple(curve), steps=steps,
+                      train_time_s=time.perf_counter() - t0, train_cpu_s=time.process_time() - c0)  # fmt: skip
+
+
+def train_seeds(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, device: torch.device | str = "cpu",
+                on_seed: Callable[[int], None] | None = None) -> AccuracyResult:  # fmt: skip
+    """Train and evaluate one fresh model per seed ``0 .. spec.seeds - 1``; ``on_seed(i)`` before each."""
+    if spec.seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {spec.seeds}")
+    runs = []
+    for seed in range(spec.seeds):
+        if on_seed:
+            on_seed(seed)
+        runs.append(train_once(build, task, spec, seed, device))
+    return AccuracyResult(task=task.name, runs=tuple(runs), budget=budget_string(task, spec), chance=task.chance,
+                          train_flops=_train_flops(build, task, spec))  # fmt: skip
+
+
+def _train_flops(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec) -> float | None:
+    """Estimated training FLOPs of one seed: 3 x (forward FLOPs of one sample) x samples seen.
+
+    Backward costs about twice the forward (gradients for activations and for weights), hence the 3. Needs
+    ``bench.flops``; None when it is not available or cannot count the model.
+    """
+    try:
+        from bench.flops import count_flops
+    except ImportError:
+        return None
+    try:
+        with torch.no_grad():
+            model = build().eval()
+            fwd = count_flops(model, (task.x_train[:1],)).flops
+    except Exception:  # noqa: BLE001 -- an estimate that cannot be made is left out, not fatal
+        return None
+    return 3.0 * float(fwd) * total_steps(task, spec) * spec.batch_size
