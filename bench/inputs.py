@@ -24,7 +24,9 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 @register_inputs("image")
-def image_inputs(cell: CellSpec, batch_size: int, device: str | torch.device, dtype: torch.dtype) -> tuple[torch.Tensor]:
+def image_inputs(
+    cell: CellSpec, batch_size: int, device: str | torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor]:
     """A batch of random images shaped ``(B, *input_shape)``; seeded so every run sees the same data."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn((batch_size, *cell.key.input_shape), generator=g)

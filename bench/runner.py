@@ -247,13 +247,19 @@ def run(
     }
     writer: RunWriter
     if resume is not None:
-        path = find_resumable(out_dir, suite.name, shash, header["settings"], profile.name) if resume == "latest" else Path(resume)
+        path = (
+            find_resumable(out_dir, suite.name, shash, header["settings"], profile.name)
+            if resume == "latest"
+            else Path(resume)
+        )
         if path is None:
             log.info("nothing to resume in %s; starting a new run", out_dir)
         else:
             writer = RunWriter.resume(path)
             if writer.doc["suite_hash"] != shash:
-                raise UsageError(f"{path}: was run with another definition of {suite.name!r} (hash {writer.doc['suite_hash']}); cannot resume it")
+                raise UsageError(
+                    f"{path}: was run with another definition of {suite.name!r} (hash {writer.doc['suite_hash']}); cannot resume it"
+                )
     if resume is None or path is None:
         started = datetime.now(timezone.utc)
         path = reserve_path(out_dir, suite.name, started)
@@ -318,5 +324,3 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not (1 <= k <= n):
         raise UsageError(f"--shard {text}: K must be between 1 and N")
     return k, n
-
-

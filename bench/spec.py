@@ -229,8 +229,16 @@ class CellKey:
     @property
     def id(self) -> str:
         """A stable, readable string form, unique within a suite."""
-        parts = [self.suite, self.tier, self.family, self.model, self.device, self.dtype, f"b{self.batch_size}",
-                 "x".join(map(str, self.input_shape))]
+        parts = [
+            self.suite,
+            self.tier,
+            self.family,
+            self.model,
+            self.device,
+            self.dtype,
+            f"b{self.batch_size}",
+            "x".join(map(str, self.input_shape)),
+        ]
         if self.seq_len is not None:
             parts.append(f"T{self.seq_len}")
         parts.append(self.mode)

@@ -149,7 +149,9 @@ def validate(doc: Any, path: Path | str) -> dict[str, Any]:
     if missing:
         raise StoreError(f"{path}: malformed results file, missing {', '.join(missing)}")
     if doc["schema_version"] != SCHEMA_VERSION:
-        raise StoreError(f"{path}: schema_version {doc['schema_version']!r} is not supported (this aigc-bench reads {SCHEMA_VERSION})")
+        raise StoreError(
+            f"{path}: schema_version {doc['schema_version']!r} is not supported (this aigc-bench reads {SCHEMA_VERSION})"
+        )
     if not isinstance(doc["records"], list):
         raise StoreError(f"{path}: malformed results file, 'records' is not a list")
     for i, r in enumerate(doc["records"]):
@@ -159,7 +161,9 @@ def validate(doc: Any, path: Path | str) -> dict[str, Any]:
         if gone:
             raise StoreError(f"{path}: record {i} key lacks {', '.join(gone)}")
         if r.get("status") not in STATUSES:
-            raise StoreError(f"{path}: record {i} has status {r.get('status')!r}, expected one of {', '.join(STATUSES)}")
+            raise StoreError(
+                f"{path}: record {i} has status {r.get('status')!r}, expected one of {', '.join(STATUSES)}"
+            )
         if not isinstance(r.get("metrics", {}), dict):
             raise StoreError(f"{path}: record {i} 'metrics' is not an object")
     return doc

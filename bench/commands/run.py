@@ -28,16 +28,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="measure a suite and store the results", description=__doc__)
     p.add_argument("suite", help="suite name (see `aigc-bench list`)")
     p.add_argument("--profile", default=None, help="quick | default | full (default: the suite's default)")
-    p.add_argument("--device", default="auto", type=_str_list, help=f"comma list of {'|'.join(DEVICES)}; auto = every available device (default)")
-    p.add_argument("--dtype", default=None, type=_str_list, help=f"comma list of {'|'.join(DTYPES)} (default: the profile's)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        type=_str_list,
+        help=f"comma list of {'|'.join(DEVICES)}; auto = every available device (default)",
+    )
+    p.add_argument(
+        "--dtype", default=None, type=_str_list, help=f"comma list of {'|'.join(DTYPES)} (default: the profile's)"
+    )
     p.add_argument("--batch-size", default=None, type=_int_list, help="comma list, e.g. 1,8 (default: the profile's)")
-    p.add_argument("--threads", default=None, type=int, help="CPU threads per cell (default: torch's default, all cores)")
+    p.add_argument(
+        "--threads", default=None, type=int, help="CPU threads per cell (default: torch's default, all cores)"
+    )
     p.add_argument("--tier", default=None, type=_str_list, help="only these tiers (comma list)")
     p.add_argument("--family", default=None, type=_str_list, help="only these families (comma list)")
     p.add_argument("--shard", default=None, help="run shard K of N (e.g. 2/4): a deterministic 1/N of the cells")
     p.add_argument("--out", default="results", type=Path, help="results folder (default: ./results)")
-    p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="FILE",
-                   help="continue the newest matching run in --out (or FILE), running only the missing cells")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        default=None,
+        metavar="FILE",
+        help="continue the newest matching run in --out (or FILE), running only the missing cells",
+    )
     p.add_argument("--no-report", action="store_true", help="do not write reports at the end")
     p.add_argument("--data", default=None, type=Path, metavar="PATH",
                    help="evaluate checkpoints on this dataset (an ImageFolder tree or a CIFAR-10/100 folder; never "
@@ -76,8 +91,10 @@ def _run(args: argparse.Namespace) -> int:
         result = runner.run(suite, settings, args.out, resume=args.resume, on_event=view.on_event)
     out = Console()
     print_summary(out, result.records, suite.name)
-    out.print(f"results: [bold]{result.path}[/bold]"
-              + (f" ({result.skipped_existing} cells resumed from the file)" if result.skipped_existing else ""))
+    out.print(
+        f"results: [bold]{result.path}[/bold]"
+        + (f" ({result.skipped_existing} cells resumed from the file)" if result.skipped_existing else "")
+    )
     if not args.no_report:
         _write_reports(result.path, out)
     failed = result.n_failed

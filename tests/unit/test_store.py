@@ -102,7 +102,12 @@ def test_malformed_or_foreign_files_name_the_file(tmp_path: Path, content: str, 
 
 
 def test_bad_record_and_schema_version(tmp_path: Path) -> None:
-    doc = {**_header(), "schema_version": 1, "kind": "aigc-bench/run", "records": [{"key": {"suite": "s"}, "status": "ok"}]}
+    doc = {
+        **_header(),
+        "schema_version": 1,
+        "kind": "aigc-bench/run",
+        "records": [{"key": {"suite": "s"}, "status": "ok"}],
+    }
     p = tmp_path / "r.json"
     p.write_text(json.dumps(doc))
     with pytest.raises(StoreError, match="record 0 key lacks"):
