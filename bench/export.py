@@ -8,8 +8,6 @@ same definitions as ``pytest_benchmark.stats.Stats`` (quartiles by its methods 2
 
 from __future__ import annotations
 
-import statistics
-from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
@@ -21,59 +19,21 @@ FORMATS = ("pytest-benchmark",)
 EXTRA_METRICS = ("params", "macs", "flops", "throughput", "peak_memory_mb", "latency_p50_ms", "accuracy_mean")
 
 
-def _quartiles(data: Sequence[float]) -> tuple[float, float]:
-    """Q1 and Q3 as pytest-benchmark computes them (Wikipedia's method 3 for odd n, method 2 for even n)."""
-    n = len(data)
-    if n == 1:
-        return data[0], data[0]
-    if n % 2:
-        k, q = n // 4, n % 4
-        if q == 1:
-            return 0.25 * data[k - 1] + 0.75 * data[k], 0.75 * data[3 * k] + 0.25 * data[3 * k + 1]
-        return 0.75 * data[k] + 0.25 * data[k + 1], 0.25 * data[3 * k + 1] + 0.75 * data[3 * k + 2]
-    return statistics.median(data[: n // 2]), statistics.median(data[n // 2 :])
-
-
 def pytest_benchmark_stats(samples_s: Sequence[float]) -> dict[str, Any]:
-    """pytest-benchmark's ``stats`` block for raw per-round times in seconds (``iterations`` 1)."""
+    """pytest-benchmark's ``stats`` block for raw per-round times in seconds (``iterations`` 1).
+
+    Computed by the installed pytest-benchmark's own ``Stats`` class, so the numbers match whatever
+    version will read the file (its outlier bounds changed between releases).
+    """
+    from pytest_benchmark.stats import Stats
+
     if not samples_s:
         raise ValueError("pytest-benchmark stats need at least one sample")
     data = [float(x) for x in samples_s]
-    s = sorted(data)
-    n = len(s)
-    mean = statistics.mean(data)
-    stddev = statistics.stdev(data) if n > 1 else 0.0
-    q1, q3 = _quartiles(s)
-    iqr = q3 - q1
-    if n == 1:
-        ld15, hd15 = s[0], s[0]
-    else:
-        ld15 = s[bisect_left(s, q1 - 1.5 * iqr)]
-        pos = bisect_right(s, q3 + 1.5 * iqr)
-        hd15 = s[-1] if pos == n else s[pos]  # pytest-benchmark's definition, kept as is for equal numbers
-    std_out = sum(1 for x in data if x < mean - stddev or x > mean + stddev)
-    iqr_out = sum(1 for x in data if x < q1 - 1.5 * iqr or x > q3 + 1.5 * iqr)
-    total = sum(data)
-    return {
-        "min": s[0],
-        "max": s[-1],
-        "mean": mean,
-        "stddev": stddev,
-        "rounds": n,
-        "median": statistics.median(s),
-        "iqr": iqr,
-        "q1": q1,
-        "q3": q3,
-        "iqr_outliers": iqr_out,
-        "stddev_outliers": std_out,
-        "outliers": f"{std_out};{iqr_out}",
-        "ld15iqr": ld15,
-        "hd15iqr": hd15,
-        "ops": n / total if total else 0,
-        "total": total,
-        "data": data,
-        "iterations": 1,
-    }
+    stats = Stats()
+    for x in data:
+        stats.update(x)
+    return {**stats.as_dict(), "data": data, "iterations": 1}
 
 
 def _machine_info(env: Mapping[str, Any]) -> dict[str, Any]:
