@@ -163,7 +163,7 @@ def test_worker_process_can_rebuild_suite_builders(resolved: dict[str, tuple[Var
 def test_profiles_fit_their_budgets(suite: Suite) -> None:
     assert suite.profile().name == "default"
     quick, default, full = (suite.profile(n) for n in ("quick", "default", "full"))
-    assert quick.tiers == ("tiny", "micro") and quick.batch_sizes == (1,) and quick.dtypes == ("fp32",)
+    assert quick.tiers == ("tiny",) and quick.batch_sizes == (1,) and quick.dtypes == ("fp32",)
     assert default.tiers is None and default.batch_sizes == (1, 8) and default.dtypes == ("fp32",)
     assert set(default.metrics) >= {"params", "flops", "memory", "latency"}
     assert full.batch_sizes == (1, 8, 32) and set(full.dtypes) == {"fp32", "bf16"}
