@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -35,19 +34,6 @@ def browser() -> str:
     pytest.skip("Chromium is not installed (apt-get install -y chromium, or set CHROMIUM=/path/to/binary)")
 
 
-class _DOM(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("e2e")
@@ -65,7 +51,7 @@ def _run(browser: str, page: Path, tmp: Path, *extra: str) -> subprocess.Complet
 def test_dom_has_tables_figures_and_escaped_names(browser: str, page: Path, tmp_path: Path) -> None:
     done = _run(browser, page, tmp_path, "--dump-dom")
     assert done.returncode == 0 and "<table" in done.stdout, done.stderr[-2000:]
-    dom = _DOM()
+    dom = rd.TagCollector()
     dom.feed(done.stdout)
     tags = [t for t, _ in dom.tags]
     assert "script" not in tags  # the model named <script>alert(1)</script> did not become an element

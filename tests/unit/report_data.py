@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,18 @@ def write_run(folder: Path, suite: str, records: list[dict[str, Any]], *, host: 
     w.doc["finished_at"] = started.replace("03:04", "03:14")
     atomic_write_json(path, w.doc)
     return path
+
+
+class TagCollector(HTMLParser):
+    """Every start tag (with its attributes) and every text run of an HTML page, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -110,23 +109,10 @@ def test_latex_is_booktabs_and_escaped(reports: tuple[Path, list[Path]]) -> None
     assert len(widths) == 1  # every row has the same number of cells
 
 
-class _Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
 def test_html_is_self_contained_and_escaped(reports: tuple[Path, list[Path]]) -> None:
     out, _ = reports
     page = next((out / "cv-synth").glob("*.html")).read_text()
-    p = _Tags()
+    p = rd.TagCollector()
     p.feed(page)
     tags = [t for t, _ in p.tags]
     assert "script" not in tags and "link" not in tags  # nothing executable, nothing fetched
