@@ -15,6 +15,16 @@ Method (after ``torch.utils.benchmark.Timer.blocked_autorange`` and timm's ``ben
    :data:`FLOOR_SAMPLES`), at most ``max_samples``.
    Each sample is the block's time divided by ``number_per_sample``, in ms.
 
+Around the measurement (before and after), :func:`measure_speed_reference` times a fixed reference
+network on the same device and threads: the *machine-speed reference*. A shared or virtualised
+machine changes speed between runs by more than a model change worth catching (back-to-back A/A
+runs of the same code on the 2-core CI machine differed by up to +23%, every model at once), and
+the reference moves with it; ``aigc-bench compare`` judges latency relative to it (see
+:mod:`bench.compare`). Why a small network and not a GEMM: measured over 25 processes across such
+speed changes, a 384x384 GEMM moved with the models (r 0.8) but by a third as much, while this
+network (a conv stem and four Transformer encoder layers, 3.8 M parameters, what the models do at
+batch 1) moved as much as they did (r 0.90-0.96, slope 0.7-1.0).
+
 CPU blocks are timed with ``time.perf_counter``; CUDA blocks with a pair of
 ``torch.cuda.Event(enable_timing=True)`` after a ``torch.cuda.synchronize``, so the time is the
 GPU's. Python's garbage collector is paused inside each timed block, as ``timeit`` (and so
@@ -47,6 +57,11 @@ TARGET_BLOCK_S = 0.010
 MIN_SAMPLES = 10
 FLOOR_SAMPLES = 3  # always (if max_samples allows): quartiles of fewer samples mean nothing
 MAX_RUN_FACTOR = 5.0
+#: the machine-speed reference (:class:`ReferenceNet`) is timed for this long on each side of a latency
+#: measurement. Changing the network changes ``SPEED_REF_VERSION`` (part of ``speed_ref_kind``), and
+#: compare only uses references of the same kind.
+SPEED_REF_S = 0.2
+SPEED_REF_VERSION = 1
 
 BlockTimer = Callable[[Callable[[], Any], int], float]
 #: the clock that decides when warm-up and measurement end (a module global so tests can fake it).
@@ -163,6 +178,62 @@ def measure_latency(
         warmup_iters=len(warm),
         threads=used_threads,
     )
+
+
+class ReferenceNet(torch.nn.Module):
+    """The machine-speed reference: a fixed small vision network built from ``torch.nn`` only.
+
+    A patchifying conv stem (224 -> 14x14 tokens of width 256) and four pre-norm Transformer encoder
+    layers: 3.8 M parameters, ~0.9 GMACs at 1x3x224x224. It mixes what the suites' models do (convs,
+    GEMMs, attention, norms) at their scale, and it does not depend on timm or on this package's
+    models, so a change to those never moves it. Fixed seed; fp32; eval mode.
+    """
+
+    def __init__(self, width: int = 256, depth: int = 4) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 4, stride=4), nn.BatchNorm2d(64), nn.ReLU(),
+            nn.Conv2d(64, 128, 3, 2, 1), nn.BatchNorm2d(128), nn.ReLU(),
+            nn.Conv2d(128, width, 3, 2, 1),
+        )  # fmt: skip
+        layer = dict(d_model=width, nhead=4, dim_feedforward=4 * width, batch_first=True, norm_first=True)
+        self.blocks = nn.Sequential(*[nn.TransformerEncoderLayer(**layer) for _ in range(depth)])
+        self.head = nn.Linear(width, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.stem(x).flatten(2).transpose(1, 2)
+        return self.head(self.blocks(tokens).mean(1))
+
+
+def speed_reference_kind(device: torch.device, threads: int) -> str:
+    """What :func:`measure_speed_reference` times, e.g. ``refnet fp32 cpu 2t v1``; equal kinds are comparable."""
+    return f"refnet fp32 {device.type} {threads}t v{SPEED_REF_VERSION}"
+
+
+def measure_speed_reference(
+    device: str | torch.device = "cpu", *, threads: int | None = None, budget_s: float = SPEED_REF_S
+) -> list[float]:
+    """Per-call times (ms) of :class:`ReferenceNet` on ``device`` over about ``budget_s``: how fast the machine is now.
+
+    The workload never changes with the code under test (fixed network, seed, input and fp32), so a
+    change in its time between two runs of the same environment is the machine's, not the code's.
+    Same warm-up and block timing as :func:`measure_latency`.
+    """
+    dev = torch.device(device)
+    with torch.random.fork_rng(devices=[]):  # a fixed network without disturbing the caller's RNG
+        torch.manual_seed(0)
+        net = ReferenceNet().eval().to(dev)
+        x = torch.randn(1, 3, 224, 224).to(dev)
+
+    def step() -> None:
+        net(x)
+
+    with _num_threads(threads), _on_device(dev), torch.inference_mode():
+        block = _block_timer(dev)
+        warm = _warm_up(block, step, budget_s / 3)  # the first calls also start the thread pool
+        number = _block_size(float(np.median(warm[-STABLE_WINDOW:])), budget_s)
+        return _measure(block, step, number, budget_s, max_samples=200)
 
 
 def _warm_up(block: BlockTimer, step: Callable[[], Any], warmup_s: float) -> list[float]:
@@ -288,6 +359,7 @@ def latency_metric(ctx: MetricContext) -> dict[str, Any]:
     """Latency statistics and throughput of the cell's model; raw samples go to ``ctx.samples``."""
     ctx.report_phase("latency")
     cell, profile = ctx.cell, ctx.cell.profile
+    ref_before = measure_speed_reference(ctx.device, threads=cell.threads)
     m = measure_latency(
         ctx.model,
         ctx.inputs,
@@ -298,7 +370,20 @@ def latency_metric(ctx: MetricContext) -> dict[str, Any]:
         max_samples=profile.max_samples,
         threads=cell.threads,
     )
+    ref_after = measure_speed_reference(ctx.device, threads=cell.threads)
     out = m.to_metrics(cell.key.batch_size)
+    # The machine-speed reference (see the module docstring): its median, how much the machine's speed
+    # moved during the measurement (after/before - 1), and what was timed.
+    before, after = float(np.median(ref_before)), float(np.median(ref_after))
+    out["speed_ref_ms"] = float(np.median(ref_before + ref_after))
+    out["speed_ref_drift"] = after / before - 1.0
+    out["speed_ref_kind"] = speed_reference_kind(torch.device(ctx.device), m.threads)
+    ctx.samples["speed_ref_ms"] = ref_before + ref_after
+    if abs(out["speed_ref_drift"]) > 0.1:
+        ctx.notes.append(
+            f"latency: the machine-speed reference moved {out['speed_ref_drift']:+.0%} during the measurement; "
+            "the machine was not steady"
+        )
     if cell.key.seq_len is not None:
         out["tokens_per_s"] = cell.key.batch_size * cell.key.seq_len / (m.median_ms / 1e3)
     ctx.samples["latency_ms"] = list(m.samples_ms)

@@ -233,7 +233,31 @@ def test_latency_metric_records_samples_and_tokens_per_s():
     assert out["latency_threads"] == 1
     assert out["throughput"] == pytest.approx(2 / (out["latency_p50_ms"] / 1e3))
     assert out["tokens_per_s"] == pytest.approx(2 * 7 / (out["latency_p50_ms"] / 1e3))
+    # The machine-speed reference brackets the measurement, at the cell's threads.
+    ref = ctx.samples["speed_ref_ms"]
+    assert len(ref) >= 2 * lat.FLOOR_SAMPLES and all(x > 0 for x in ref)
+    assert out["speed_ref_kind"] == "refnet fp32 cpu 1t v1"
+    assert min(ref) <= out["speed_ref_ms"] <= max(ref) and out["speed_ref_drift"] > -1.0
     assert "tokens_per_s" not in latency_metric(context(cell(), []))
+
+
+def test_speed_reference_times_a_fixed_network(monkeypatch):
+    calls: list[tuple[torch.Size, int, bool]] = []
+    real_forward = lat.ReferenceNet.forward
+
+    def spy(self, x):
+        calls.append((x.shape, torch.get_num_threads(), self.training))
+        return real_forward(self, x)
+
+    monkeypatch.setattr(lat.ReferenceNet, "forward", spy)
+    before, rng_state = torch.get_num_threads(), torch.random.get_rng_state()
+    samples = lat.measure_speed_reference("cpu", threads=1, budget_s=0.02)
+    assert samples and all(s > 0 for s in samples)
+    assert set(calls) == {(torch.Size([1, 3, 224, 224]), 1, False)}
+    assert torch.get_num_threads() == before and torch.equal(torch.random.get_rng_state(), rng_state)
+    assert sum(p.numel() for p in lat.ReferenceNet().parameters()) == 3_788_584
+    assert lat.speed_reference_kind(torch.device("cpu"), 2) == "refnet fp32 cpu 2t v1"
+    assert lat.speed_reference_kind(torch.device("cuda", 0), 1) == "refnet fp32 cuda 1t v1"
 
 
 def test_latency_metric_notes_noisy_measurements(monkeypatch):
