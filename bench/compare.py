@@ -13,6 +13,18 @@ How a verdict is reached, per metric:
   threshold; beyond the threshold but not significant is "too noisy"; significant but within the
   threshold is "unchanged". Samples whose IQR/median exceeds 0.1 on either side (the machine was
   disturbed during the run) make a change "too noisy" even when it is significant.
+  **Machine speed.** Every latency measurement is bracketed by a fixed reference network (the
+  machine-speed reference, ``bench.metrics.latency.ReferenceNet``). Between runs of the same
+  environment, a latency change is also computed relative to it (current samples divided by the
+  cell's reference ratio, the references resampled in the bootstrap). The reference can only
+  *veto* a verdict, never make one: a change counts only when it also holds relative to the
+  machine, in the same direction, beyond the threshold and significant (the larger p-value of the
+  two is the one corrected). So a machine that is 15% slower today (a busy neighbour VM, a lower
+  clock) is not a 15% regression of every model, while a code change, which does not move the
+  reference, still shows. A reference that moved more than ``UNSTABLE_SPEED_DRIFT`` during one
+  measurement makes that cell "too noisy". Across an environment change (threads, CPU, torch) the
+  reference moves with the change itself, so nothing is adjusted there; ``--no-speed-adjust``
+  turns the adjustment off.
 * **memory** -- one measurement per run, so the threshold alone decides (no test is possible); on
   CPU, where the peak is rebuilt from RSS, the change must also exceed ``RSS_NOISE_FLOOR_MB``.
 * **macs**, **params** -- exact counts: any change beyond the threshold (``0%``: any change at all,
@@ -31,6 +43,7 @@ import difflib
 import hashlib
 import math
 import re
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -54,6 +67,9 @@ N_BOOTSTRAP = 2000
 #: torch.utils.benchmark's warning level): a machine disturbed during the run, whose samples are not
 #: the independent draws the test assumes. Such a change is "too noisy", never a regression.
 UNSTABLE_IQR_OVER_MEDIAN = 0.1
+#: |after/before - 1| of the machine-speed reference around one latency measurement above which the
+#: machine changed speed during it: the samples mix two machines, and the change is "too noisy".
+UNSTABLE_SPEED_DRIFT = 0.1
 
 
 class Verdict(str, Enum):
@@ -177,7 +193,11 @@ def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> list[float
 
 @dataclass(frozen=True)
 class SampleShift:
-    """Two sets of raw latency samples compared: Mann-Whitney p-value and bootstrap CI of the median ratio."""
+    """Two sets of raw latency samples compared: Mann-Whitney p-value and bootstrap CI of the median ratio.
+
+    With machine-speed references (``speed_factor`` set), ``machine_*`` are the same quantities for
+    the current samples divided by ``speed_factor``: the change relative to the machine.
+    """
 
     p_value: float
     ratio: float  # median(current) / median(baseline)
@@ -187,11 +207,35 @@ class SampleShift:
     n_current: int
     spread_baseline: float = 0.0  # IQR / median of each side's samples
     spread_current: float = 0.0
+    speed_factor: float | None = None  # median reference time, current / baseline (None: no reference)
+    machine_ratio: float | None = None  # ratio relative to the machine: ratio / speed_factor
+    machine_ci: tuple[float, float] | None = None
+    machine_p_value: float | None = None
 
     @property
     def unstable(self) -> bool:
         """Either side's samples spread more than ``UNSTABLE_IQR_OVER_MEDIAN``: the machine was disturbed."""
         return max(self.spread_baseline, self.spread_current) > UNSTABLE_IQR_OVER_MEDIAN
+
+    @property
+    def p_both(self) -> float:
+        """The p-value to correct: with a reference, the larger of the raw and machine-relative ones.
+
+        A change must be significant both ways; rejecting both at ``alpha`` is a valid level-``alpha``
+        test of the pair (an intersection-union test).
+        """
+        return self.p_value if self.machine_p_value is None else max(self.p_value, self.machine_p_value)
+
+
+def _rank_test(b: Any, c: Any) -> float:
+    """Two-sided Mann-Whitney U p-value (1.0 when every sample ties)."""
+    import numpy as np
+    from scipy.stats import mannwhitneyu
+
+    if np.all(b == b[0]) and np.all(c == b[0]):
+        return 1.0  # every sample tied: scipy's normal approximation would divide by zero
+    p = float(mannwhitneyu(c, b, alternative="two-sided").pvalue)
+    return 1.0 if math.isnan(p) else p
 
 
 def sample_shift(
@@ -201,31 +245,50 @@ def sample_shift(
     alpha: float = 0.05,
     n_boot: int = N_BOOTSTRAP,
     seed: int = 0,
+    ref_baseline: Sequence[float] | None = None,
+    ref_current: Sequence[float] | None = None,
 ) -> SampleShift:
-    """Test whether ``current`` samples differ from ``baseline`` (deterministic for a given seed)."""
+    """Test whether ``current`` samples differ from ``baseline`` (deterministic for a given seed).
+
+    With the machine-speed reference samples of both sides (``ref_*``), the change relative to the
+    machine is computed too (``machine_*``): ``current`` divided by ``median(ref_current) /
+    median(ref_baseline)`` goes through the same Mann-Whitney test, and its bootstrap ratio is
+    ``(mc/mb) / (mrc/mrb)`` with all four resampled, so the interval carries the reference's own noise.
+    """
     import numpy as np
-    from scipy.stats import mannwhitneyu
 
     b = np.asarray(baseline, dtype=float)
-    c = np.asarray(current, dtype=float)
-    if np.all(b == b[0]) and np.all(c == b[0]):
-        p = 1.0  # every sample tied: scipy's normal approximation would divide by zero
-    else:
-        p = float(mannwhitneyu(c, b, alternative="two-sided").pvalue)
-        p = 1.0 if math.isnan(p) else p
+    raw_c = np.asarray(current, dtype=float)
+    rb = rc = None
+    factor = None
+    if ref_baseline is not None and ref_current is not None and len(ref_baseline) and len(ref_current):
+        rb, rc = np.asarray(ref_baseline, dtype=float), np.asarray(ref_current, dtype=float)
+        factor = float(np.median(rc) / np.median(rb))
+    c = raw_c / factor if factor else raw_c
     rng = np.random.default_rng(seed)
+    raw_ratios = np.empty(n_boot)
     ratios = np.empty(n_boot)
     chunk = max(1, 2_000_000 // max(len(b), len(c)))  # bound memory for long sample lists
     for start in range(0, n_boot, chunk):
         k = min(chunk, n_boot - start)
         mb = np.median(b[rng.integers(0, len(b), size=(k, len(b)))], axis=1)
-        mc = np.median(c[rng.integers(0, len(c), size=(k, len(c)))], axis=1)
+        mc = np.median(raw_c[rng.integers(0, len(c), size=(k, len(c)))], axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratios[start : start + k] = mc / mb
-    lo, hi = np.nanquantile(ratios, [alpha / 2, 1 - alpha / 2])
+            raw_ratios[start : start + k] = mc / mb
+            if rb is not None and rc is not None:
+                mrb = np.median(rb[rng.integers(0, len(rb), size=(k, len(rb)))], axis=1)
+                mrc = np.median(rc[rng.integers(0, len(rc), size=(k, len(rc)))], axis=1)
+                ratios[start : start + k] = mc / mb / (mrc / mrb)
     med_b = float(np.median(b))
+    raw_ratio = float(np.median(raw_c)) / med_b if med_b else math.inf
+    raw_lo, raw_hi = (float(x) for x in np.nanquantile(raw_ratios, [alpha / 2, 1 - alpha / 2]))
+    shift = SampleShift(_rank_test(b, raw_c), raw_ratio, raw_lo, raw_hi, len(b), len(c), _spread(b), _spread(raw_c))
+    if factor is None:
+        return shift
+    lo, hi = (float(x) for x in np.nanquantile(ratios, [alpha / 2, 1 - alpha / 2]))
     ratio = float(np.median(c)) / med_b if med_b else math.inf
-    return SampleShift(p, ratio, float(lo), float(hi), len(b), len(c), _spread(b), _spread(c))
+    return replace(shift, speed_factor=factor, machine_ratio=ratio, machine_ci=(lo, hi),
+                   machine_p_value=_rank_test(b, c))  # fmt: skip
 
 
 def _spread(x: Any) -> float:
@@ -261,6 +324,8 @@ class MetricComparison:
     n_current: int | None = None
     env_changed: bool = False
     note: str | None = None
+    speed_factor: float | None = None  # latency: machine-speed reference, current / baseline
+    machine_change: float | None = None  # latency: the change in % relative to the machine (``change / speed_factor``)
 
     @property
     def fails(self) -> bool:
@@ -287,6 +352,8 @@ class MetricComparison:
             "n_current": self.n_current,
             "env_changed": self.env_changed,
             "note": self.note,
+            "speed_factor": _num(self.speed_factor),
+            "machine_change": _num(self.machine_change),
         }
 
 
@@ -593,15 +660,31 @@ def _compare_accuracy(th: Threshold, b_raw: float, c_raw: float, brow: Mapping[s
     return MetricComparison("accuracy", b, c, diff, verdict, th, method, ci=ci, env_changed=env_changed)
 
 
+def _samples(row: Mapping[str, Any], column: str) -> list[float]:
+    v = row.get(column)
+    return [float(x) for x in v] if isinstance(v, list | tuple) else []
+
+
+def speed_refs(brow: Mapping[str, Any], crow: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
+    """Both sides' machine-speed reference samples when they timed the same workload, else None."""
+    rb, rc = _samples(brow, "speed_ref_ms_samples"), _samples(crow, "speed_ref_ms_samples")
+    kb, kc = _clean(brow.get("speed_ref_kind")), _clean(crow.get("speed_ref_kind"))
+    return (rb, rc) if rb and rc and kb is not None and kb == kc else None
+
+
 def _latency_pending(th: Threshold, brow: Mapping[str, Any], crow: Mapping[str, Any], key: CellKey, alpha: float,
-                     n_boot: int, seed: int) -> tuple[MetricComparison | None, SampleShift | None]:  # fmt: skip
-    """Latency before the multiple-testing correction: the test, or (no raw samples) a verdict that cannot fail."""
-    bs = [float(x) for x in (brow.get("latency_samples") or [])]
-    cs = [float(x) for x in (crow.get("latency_samples") or [])]
+                     n_boot: int, seed: int, adjust: bool) -> tuple[MetricComparison | None, SampleShift | None]:  # fmt: skip
+    """Latency before the multiple-testing correction: the test, or (no raw samples) a verdict that cannot fail.
+
+    ``adjust``: divide out the machine-speed reference when both sides have one of the same kind.
+    """
+    bs, cs = _samples(brow, "latency_samples"), _samples(crow, "latency_samples")
     if bs and cs:
+        refs = speed_refs(brow, crow) if adjust else None
         # Even 1 or 2 samples go through the test: it then cannot be significant, which is the honest
         # answer ("too noisy"); a threshold-only verdict would turn one slow sample into a failure.
-        return None, sample_shift(bs, cs, alpha=alpha, n_boot=n_boot, seed=cell_seed(key.id, seed))
+        return None, sample_shift(bs, cs, alpha=alpha, n_boot=n_boot, seed=cell_seed(key.id, seed),
+                                  ref_baseline=refs[0] if refs else None, ref_current=refs[1] if refs else None)  # fmt: skip
     b, c = _value(brow, "latency_p50_ms"), _value(crow, "latency_p50_ms")
     if b is None or c is None:
         return None, None
@@ -619,13 +702,36 @@ def min_p_value(n_baseline: int, n_current: int) -> float:
 
 
 def _latency_verdict(
-    th: Threshold, shift: SampleShift, p_adj: float, alpha: float, env_changed: bool, correction: str, family: int
+    th: Threshold,
+    shift: SampleShift,
+    p_adj: float,
+    alpha: float,
+    env_changed: bool,
+    correction: str,
+    family: int,
+    speed_drift: float = 0.0,
 ) -> MetricComparison:
+    """One latency verdict from the test (``p_adj``: its corrected ``p_both``) and the threshold.
+
+    ``speed_drift``: the larger |after/before - 1| of the two sides' machine-speed references. With a
+    reference, the change relative to the machine can veto a verdict (it must also be beyond the
+    threshold, in the same direction, and significant) but never makes one.
+    """
     change = (shift.ratio - 1.0) * 100.0
-    significant = p_adj < alpha and not (shift.ci_low <= 1.0 <= shift.ci_high)
+    machine = None if shift.machine_ratio is None else (shift.machine_ratio - 1.0) * 100.0
+    cis = [(shift.ci_low, shift.ci_high)] + ([shift.machine_ci] if shift.machine_ci else [])
+    significant = p_adj < alpha and not any(lo <= 1.0 <= hi for lo, hi in cis)
     note = None
     if not th.exceeded_by(change):
         verdict = Verdict.UNCHANGED  # whatever the p-value: smaller than anyone cares about
+    elif machine is not None and not (th.exceeded_by(machine) and (machine > 0) == (change > 0)):
+        verdict = Verdict.UNCHANGED
+        note = (f"the machine's, not the code's: its speed reference moved x{shift.speed_factor:.3f}; "
+                f"{machine:+.1f}% relative to it")  # fmt: skip
+    elif significant and speed_drift > UNSTABLE_SPEED_DRIFT:
+        verdict = Verdict.NOISY
+        note = (f"the machine changed speed during a measurement (reference moved {speed_drift:.0%}, over "
+                f"{UNSTABLE_SPEED_DRIFT:.0%}): rerun on a quiet machine")  # fmt: skip
     elif significant and shift.unstable:
         verdict = Verdict.NOISY
         note = (f"unstable measurement (IQR/median {shift.spread_baseline:.2f} baseline, {shift.spread_current:.2f} "
@@ -640,9 +746,12 @@ def _latency_verdict(
             note = (f"only {shift.n_baseline}/{shift.n_current} samples: no test can reach alpha {alpha:g} "
                     f"(best corrected p {min(1.0, floor):.2g}); use a profile that takes more samples")  # fmt: skip
     method = f"Mann-Whitney U ({correction}-corrected) + bootstrap CI of the median ratio"
+    if shift.speed_factor is not None:
+        method += "; the change relative to the machine-speed reference must agree"
     return MetricComparison("latency", None, None, change, verdict, th, method, p_value=shift.p_value, p_adjusted=p_adj,
                             ci=(shift.ci_low, shift.ci_high), n_baseline=shift.n_baseline, n_current=shift.n_current,
-                            env_changed=env_changed, note=note)  # fmt: skip
+                            env_changed=env_changed, note=note, speed_factor=shift.speed_factor,
+                            machine_change=machine)  # fmt: skip
 
 
 def _rows_by_key(rs: RunSet) -> dict[CellKey, dict[str, Any]]:
@@ -666,10 +775,15 @@ def compare(
     alpha: float = 0.05,
     correction: str = "holm",
     allow_env_change: bool = False,
+    speed_adjust: bool = True,
     n_boot: int = N_BOOTSTRAP,
     seed: int = 0,
 ) -> ComparisonReport:
-    """Compare every cell of ``current`` with the same cell (join key) of ``baseline``."""
+    """Compare every cell of ``current`` with the same cell (join key) of ``baseline``.
+
+    ``speed_adjust``: judge latency relative to the machine-speed reference (see the module docstring);
+    applied only where the environments match.
+    """
     import numpy as np
 
     if not 0 < alpha < 1:
@@ -681,11 +795,14 @@ def compare(
         ths.setdefault(name, Threshold(name, spec.default, spec.threshold_unit, gating=False))
     changes = env_changes(baseline.env, current.env)
     env_changed = bool(changes) and not allow_env_change
+    # Across an environment change the reference moves with the change (1 thread makes the GEMM slower
+    # too), so dividing it out would hide exactly what changed: adjust on the same environment only.
+    adjust = speed_adjust and not changes
     brows, crows = _rows_by_key(baseline), _rows_by_key(current)
 
     cells: dict[CellKey, CellComparison] = {}
     pending: dict[CellKey, list[MetricComparison]] = {}
-    shifts: list[tuple[CellKey, SampleShift, float, float]] = []  # key, shift, baseline median, current median
+    shifts: list[tuple[CellKey, SampleShift, float, float, float]] = []  # key, shift, medians, speed drift
     for key in sorted(set(brows) | set(crows), key=lambda k: k.id):
         b, c = brows.get(key), crows.get(key)
         if b is None or c is None:
@@ -711,13 +828,14 @@ def compare(
                     notes.append(f"{name} only in {'baseline' if cv is None else 'current'}")
                 continue
             if spec.kind == "sampled":
-                mc, shift = _latency_pending(ths[name], b, c, key, alpha, n_boot, seed)
+                mc, shift = _latency_pending(ths[name], b, c, key, alpha, n_boot, seed, adjust)
                 if mc is not None:
                     metrics.append(replace(mc, env_changed=env_changed))
                 elif shift is not None:
                     bmed = float(np.median(b["latency_samples"]))
                     cmed = float(np.median(c["latency_samples"]))
-                    shifts.append((key, shift, bmed, cmed))
+                    drift = max(abs(_value(r, "speed_ref_drift") or 0.0) for r in (b, c))
+                    shifts.append((key, shift, bmed, cmed, drift))
             elif spec.kind == "points":
                 metrics.append(_compare_accuracy(ths[name], bv, cv, b, c, env_changed))
             else:
@@ -727,9 +845,9 @@ def compare(
         cells[key] = CellComparison(key, COMPARED, bst, cst, env_changed=env_changed, notes=tuple(notes))
 
     # One family of tests: every latency comparison of this report.
-    adjusted = adjust_pvalues([s.p_value for _, s, _, _ in shifts], correction)
-    for (key, shift, bmed, cmed), p_adj in zip(shifts, adjusted, strict=True):
-        mc = _latency_verdict(ths["latency"], shift, p_adj, alpha, env_changed, correction, len(shifts))
+    adjusted = adjust_pvalues([s.p_both for _, s, _, _, _ in shifts], correction)
+    for (key, shift, bmed, cmed, drift), p_adj in zip(shifts, adjusted, strict=True):
+        mc = _latency_verdict(ths["latency"], shift, p_adj, alpha, env_changed, correction, len(shifts), drift)
         pending[key].insert(0, replace(mc, baseline=bmed, current=cmed))
     order = list(METRICS)
     final = []
@@ -737,9 +855,30 @@ def compare(
         ms = tuple(sorted(pending.get(key, ()), key=lambda m: order.index(m.metric)))
         final.append(replace(cell, metrics=ms))
 
-    notes = _side_notes(baseline, current)
+    notes = _side_notes(baseline, current) + _speed_notes([s for _, s, _, _, _ in shifts], speed_adjust, changes)
     return ComparisonReport(baseline.info, current.info, tuple(ths[n] for n in METRICS), alpha, correction, changes,
                             allow_env_change, tuple(final), tuple(notes))  # fmt: skip
+
+
+def _speed_notes(shifts: Sequence[SampleShift], speed_adjust: bool, changes: Sequence[EnvChange]) -> list[str]:
+    """What the machine-speed reference said, for the top of the report."""
+    factors = sorted(s.speed_factor for s in shifts if s.speed_factor is not None)
+    if not shifts:
+        return []
+    if not speed_adjust:
+        return ["latency not adjusted for machine speed (--no-speed-adjust)"]
+    if changes:
+        return ["latency not adjusted for machine speed: the environment changed, and the reference moves with it"]
+    if not factors:
+        return ["latency not adjusted for machine speed: the runs carry no machine-speed reference of the same kind"]
+    med = statistics.median(factors)
+    how = "slower" if med > 1 else "faster"
+    text = (f"machine speed: the reference ran {abs(med - 1):.1%} {how} in current (median of {len(factors)} "
+            f"cells, range x{factors[0]:.3f}-x{factors[-1]:.3f}); a latency change counts only if it also holds "
+            "relative to it")  # fmt: skip
+    if len(factors) < len(shifts):
+        text += f"; {len(shifts) - len(factors)} cells without a reference are not adjusted"
+    return [text]
 
 
 def _side_notes(baseline: RunSet, current: RunSet) -> list[str]:
@@ -833,6 +972,13 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|")
 
 
+def speed_text(m: MetricComparison) -> str | None:
+    """``machine x1.152: +0.4% relative to it`` when the machine-speed reference moved by 0.5% or more."""
+    if m.speed_factor is None or m.machine_change is None or abs(m.speed_factor - 1.0) < 0.005:
+        return None
+    return f"machine x{m.speed_factor:.3f}: {m.machine_change:+.1f}% relative to it"
+
+
 def _md_stats(m: MetricComparison) -> str:
     parts = []
     if m.p_adjusted is not None:
@@ -844,6 +990,8 @@ def _md_stats(m: MetricComparison) -> str:
             parts.append(f"CI [{m.ci[0]:+.2f}, {m.ci[1]:+.2f}] pt")
     if m.n_baseline is not None and m.n_current is not None:
         parts.append(f"n={m.n_baseline}/{m.n_current}")
+    if speed_text(m):
+        parts.append(speed_text(m))
     if m.note:
         parts.append(m.note)
     return ", ".join(parts) or m.method

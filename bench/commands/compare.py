@@ -2,7 +2,8 @@
 
 BASELINE and CURRENT are run files, folders of run files, or baseline names (see `aigc-bench
 baseline`). Latency is judged on the raw samples (Mann-Whitney U, corrected for the number of cells,
-plus a bootstrap CI of the median ratio) AND the --fail-on threshold; memory on the threshold alone
+plus a bootstrap CI of the median ratio) AND the --fail-on threshold, relative to the machine-speed
+reference timed around each measurement (so a slower machine is not a regression); memory on the threshold alone
 (one measurement per run); MACs and params exactly. When the machines differ (CPU, GPU, torch,
 threads, CUDA) nothing fails unless --allow-env-change is given.
 """
@@ -40,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="significance level after correction (default: 0.05)")
     p.add_argument("--correction", choices=CORRECTIONS, default="holm",
                    help="multiple-testing correction: holm (family-wise, default) or bh (Benjamini-Hochberg, FDR)")  # fmt: skip
+    p.add_argument("--no-speed-adjust", dest="speed_adjust", action="store_false",
+                   help="judge latency on the raw samples, not relative to the machine-speed reference timed "
+                        "around each measurement (the adjustment is made only between runs of the same environment)")  # fmt: skip
     p.add_argument("--allow-env-change", action="store_true",
                    help="let regressions fail the build even when CPU, GPU, torch, threads or CUDA differ")  # fmt: skip
     p.add_argument(
@@ -61,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     baseline = load_side(args.baseline, args.baselines_dir)
     current = load_side(args.current, args.baselines_dir)
     report = compare(baseline, current, thresholds=thresholds, alpha=args.alpha, correction=args.correction,
-                     allow_env_change=args.allow_env_change)  # fmt: skip
+                     allow_env_change=args.allow_env_change, speed_adjust=args.speed_adjust)  # fmt: skip
     if args.format == "json":
         text = json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n"
     elif args.format == "md":
@@ -112,6 +116,7 @@ def _print_table(report: ComparisonReport, console: Console | None = None) -> No
         cell_label,
         format_change,
         format_value,
+        speed_text,
         verdict_text,
     )
 
@@ -163,7 +168,8 @@ def _print_table(report: ComparisonReport, console: Console | None = None) -> No
             )
             d.add_row(escape(cell_label(c.key)), m.metric, format_value(m.metric, m.baseline), format_value(m.metric, m.current),
                       format_change(m), f"[{_STYLE[m.verdict.value]}]{verdict_text(m)}[/]",
-                      "" if m.p_adjusted is None else f"{m.p_adjusted:.2g}", escape(ci), escape(m.note or m.method))  # fmt: skip
+                      "" if m.p_adjusted is None else f"{m.p_adjusted:.2g}", escape(ci),
+                      escape("; ".join(x for x in (speed_text(m), m.note or m.method) if x)))  # fmt: skip
         console.print(d)
     for status in (FAILED, ADDED, REMOVED):
         cs = report.with_status(status)

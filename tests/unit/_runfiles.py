@@ -14,9 +14,17 @@ ENV = {"host": "ci-1", "cpu_model": "Test CPU 9000", "gpu_name": None, "torch": 
 
 def record(model: str, samples: Sequence[float] = (10.0, 10.1, 9.9), *, status: str = "ok", family: str = "fam",
            tier: str = "tiny", batch: int = 1, macs: int = 4_089_184_256, params: int = 25_557_032,
-           memory: float = 100.0, **metrics: Any) -> dict[str, Any]:  # fmt: skip
-    """One record in the schema of docs/results-schema.md."""
+           memory: float = 100.0, speed_ref: Sequence[float] | None = None, speed_drift: float = 0.0,
+           speed_kind: str = "refnet fp32 cpu 2t v1", **metrics: Any) -> dict[str, Any]:  # fmt: skip
+    """One record in the schema of docs/results-schema.md (``speed_ref``: machine-speed reference samples)."""
     srt = sorted(samples)
+    if speed_ref is not None:
+        ref = sorted(speed_ref)
+        metrics = {"speed_ref_ms": ref[len(ref) // 2], "speed_ref_drift": speed_drift, "speed_ref_kind": speed_kind,
+                   **metrics}  # fmt: skip
+    raw = {"latency_ms": [float(x) for x in samples]}
+    if speed_ref is not None:
+        raw["speed_ref_ms"] = [float(x) for x in speed_ref]
     return {
         "key": {"suite": "s", "tier": tier, "family": family, "model": model, "device": "cpu", "dtype": "fp32",
                 "batch_size": batch, "input_shape": [3, 8, 8], "seq_len": None, "mode": "infer"},
@@ -26,7 +34,7 @@ def record(model: str, samples: Sequence[float] = (10.0, 10.1, 9.9), *, status: 
         "metrics": {} if status != "ok" else {
             "params": params, "macs": macs, "flops": 2 * macs, "latency_p50_ms": srt[len(srt) // 2],
             "latency_n": len(srt), "peak_memory_mb": memory, **metrics},
-        "samples": {"latency_ms": [float(x) for x in samples]} if status == "ok" else {},
+        "samples": raw if status == "ok" else {},
         "notes": [],
     }  # fmt: skip
 

@@ -329,3 +329,104 @@ def test_unstable_samples_cannot_fail(tmp_path: Path) -> None:
     m = _latency(report)
     assert m.p_adjusted < 1e-6 and m.change == pytest.approx(25.0, abs=0.5)
     assert m.verdict is Verdict.NOISY and "unstable measurement" in m.note and report.exit_code == 0
+
+
+# --------------------------------------------------------------------------- machine-speed reference
+
+REF = 0.5 + np.random.default_rng(9).normal(0, 0.002, 30)  # ms: the reference GEMM, ~0.4% spread
+
+
+def test_a_slower_machine_is_not_a_regression(tmp_path: Path) -> None:
+    """Everything 15% slower, the reference too (the A/A failure seen on a shared VM): unchanged, exit 0."""
+    report = _compare(tmp_path, [record("m", LOW_NOISE, speed_ref=REF)],
+                      [record("m", LOW_NOISE * 1.15, speed_ref=REF * 1.15)])  # fmt: skip
+    m = _latency(report)
+    assert m.change == pytest.approx(15.0) and m.speed_factor == pytest.approx(1.15)
+    assert abs(m.machine_change) < 0.5 and m.verdict is Verdict.UNCHANGED and report.exit_code == 0
+    assert m.note == "the machine's, not the code's: its speed reference moved x1.150; +0.0% relative to it"
+    assert any("reference ran 15.0% slower in current" in n for n in report.notes)
+    raw = _compare(tmp_path / "raw", [record("m", LOW_NOISE, speed_ref=REF)],
+                   [record("m", LOW_NOISE * 1.15, speed_ref=REF * 1.15)], speed_adjust=False)  # fmt: skip
+    assert _latency(raw).verdict is Verdict.REGRESSED and raw.exit_code == 1
+    assert _latency(raw).speed_factor is None and any("--no-speed-adjust" in n for n in raw.notes)
+
+
+def test_a_code_slowdown_on_a_steady_machine_is_still_caught(tmp_path: Path) -> None:
+    """The model 10% slower, the reference unchanged: a regression, exit 1."""
+    report = _compare(tmp_path, [record("m", LOW_NOISE, speed_ref=REF)], [record("m", LOW_NOISE * 1.10, speed_ref=REF)])
+    m = _latency(report)
+    assert m.speed_factor == pytest.approx(1.0) and m.change == pytest.approx(10.0)
+    assert m.machine_change == pytest.approx(10.0)
+    assert m.verdict is Verdict.REGRESSED and report.exit_code == 1
+
+
+def test_a_code_slowdown_on_a_slower_machine_is_still_caught(tmp_path: Path) -> None:
+    """Machine 15% slower and the model 10% slower: +26.5% raw, +10% relative to the machine: regressed."""
+    report = _compare(tmp_path, [record("m", LOW_NOISE, speed_ref=REF)],
+                      [record("m", LOW_NOISE * 1.10 * 1.15, speed_ref=REF * 1.15)])  # fmt: skip
+    m = _latency(report)
+    assert m.change == pytest.approx(26.5) and m.machine_change == pytest.approx(10.0)
+    assert m.verdict is Verdict.REGRESSED and report.exit_code == 1
+    assert "machine x1.150: +10.0% relative to it" in to_markdown(report)
+
+
+def test_the_reference_vetoes_but_never_accuses(tmp_path: Path) -> None:
+    """Machine 10% faster, model unchanged: +11% relative to the machine, ~0 raw: unchanged. Opposite
+    directions (raw -12%, relative +10%): unchanged too -- the machine explains the raw change."""
+    report = _compare(tmp_path, [record("m", LOW_NOISE, speed_ref=REF), record("n", LOW_NOISE, speed_ref=REF)],
+                      [record("m", LOW_NOISE, speed_ref=REF / 1.1),
+                       record("n", LOW_NOISE * 1.10 / 1.25, speed_ref=REF / 1.25)])  # fmt: skip
+    m, n = _latency(report, "m"), _latency(report, "n")
+    assert m.machine_change == pytest.approx(10.0) and abs(m.change) < 0.5 and m.verdict is Verdict.UNCHANGED
+    assert n.change == pytest.approx(-12.0) and n.machine_change == pytest.approx(10.0)
+    assert n.verdict is Verdict.UNCHANGED and "the machine's" in n.note and report.exit_code == 0
+
+
+def test_the_reference_noise_widens_the_interval() -> None:
+    """Resampling a noisy reference widens the bootstrap interval of the adjusted ratio."""
+    noisy_ref = 0.5 * np.random.default_rng(10).lognormal(0, 0.05, 12)
+    steady = sample_shift(LOW_NOISE, LOW_NOISE, ref_baseline=REF, ref_current=REF, seed=3)
+    shaky = sample_shift(LOW_NOISE, LOW_NOISE, ref_baseline=REF, ref_current=noisy_ref, seed=3)
+    width = [x.machine_ci[1] - x.machine_ci[0] for x in (steady, shaky)]
+    assert width[1] > 3 * width[0]
+    assert shaky.p_both == max(shaky.p_value, shaky.machine_p_value)
+
+
+def test_no_adjustment_across_an_environment_change(tmp_path: Path) -> None:
+    """1 thread: the reference is slower too, but letting it veto would hide the change being compared."""
+    env = {**ENV, "threads": 1}
+    report = _compare(tmp_path, [record("m", LOW_NOISE, speed_ref=REF)],
+                      [record("m", LOW_NOISE * 1.6, speed_ref=REF * 1.8)], cur_env=env, allow_env_change=True)  # fmt: skip
+    m = _latency(report)
+    assert m.speed_factor is None and m.change == pytest.approx(60.0)
+    assert m.verdict is Verdict.REGRESSED and report.exit_code == 1
+    assert any("environment changed" in n for n in report.notes)
+
+
+def test_references_of_different_kinds_or_missing_are_not_divided(tmp_path: Path) -> None:
+    report = _compare(tmp_path, [record("m", LOW_NOISE, speed_ref=REF, speed_kind="refnet fp32 cpu 2t v1"),
+                                 record("old", LOW_NOISE)],
+                      [record("m", LOW_NOISE * 1.15, speed_ref=REF * 1.15, speed_kind="refnet fp32 cpu 2t v2"),
+                       record("old", LOW_NOISE * 1.15, speed_ref=REF * 1.15)])  # fmt: skip
+    assert _latency(report, "m").speed_factor is None and _latency(report, "old").speed_factor is None
+    assert _latency(report, "m").verdict is Verdict.REGRESSED
+    assert any("no machine-speed reference of the same kind" in n for n in report.notes)
+
+
+def test_a_machine_that_changed_speed_during_a_measurement_is_too_noisy(tmp_path: Path) -> None:
+    report = _compare(tmp_path, [record("m", LOW_NOISE, speed_ref=REF)],
+                      [record("m", LOW_NOISE * 1.10, speed_ref=REF, speed_drift=0.18)])  # fmt: skip
+    m = _latency(report)
+    assert m.p_adjusted < 1e-6 and m.change == pytest.approx(10.0)
+    assert m.verdict is Verdict.NOISY and "changed speed during a measurement" in m.note and report.exit_code == 0
+
+
+def test_cli_no_speed_adjust(tmp_path: Path, capsys) -> None:
+    b = run_file(tmp_path / "b", [record("m", LOW_NOISE, speed_ref=REF)])
+    c = run_file(tmp_path / "c", [record("m", LOW_NOISE * 1.15, speed_ref=REF * 1.15)])
+    assert main(["compare", str(b), str(c), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    lat = out["cells"][0]["metrics"]["latency"]
+    assert lat["speed_factor"] == pytest.approx(1.15) and lat["machine_change"] == pytest.approx(0.0, abs=0.5)
+    assert lat["change"] == pytest.approx(15.0) and lat["verdict"] == "unchanged"
+    assert main(["compare", str(b), str(c), "--format", "json", "--no-speed-adjust"]) == 1
