@@ -4,12 +4,21 @@ A/A: ``--reps`` times, two back-to-back quick runs of cv-backbones on the same m
 compared (``aigc-bench compare A B``). Nothing changed, so every reported regression is a false
 alarm. Target: at most 1 repetition of 10 reports one (exit 1).
 
+Each A/A pair is also compared with ``--no-speed-adjust``, side by side: how many false alarms the
+machine-speed reference vetoed.
+
 A/B: a baseline run with torch's default thread count, then a run with ``--threads 1`` -- a real
 slowdown (>= 10% on a 2-core machine). Threads are one of the environment fields that make runs
 "not comparable", so the comparison is made with ``--allow-env-change``; it must find regressions
 and exit 1. (Without the flag it must say the environment changed and exit 0: checked too.)
 
+A/B variant: the same run twice, the second with one family's forward made ``--slowdown`` slower
+(``benchmarks/slowdown/sitecustomize.py`` spins after each forward): on the same machine and
+environment, so the machine-speed reference is in play and must not veto it. That family must
+regress (exit 1), the others not.
+
     python benchmarks/compare_aa_ab.py [--reps 10] [--family resnet,vit] [--out /tmp/aa-ab] [--skip-ab]
+                                       [--slowdown resnet:0.10] [--skip-variant]
 
 The A/B premise holds on a quiet machine only: when other jobs load the cores, the default
 thread count oversubscribes them and ``--threads 1`` can be the faster run (observed at a load
@@ -34,15 +43,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def aigc_bench(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as a user would, with this checkout importable."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "200"}
+def aigc_bench(
+    *args: str, timeout: float = 3600, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, with this checkout importable (``extra_env``: more variables, PYTHONPATH prepended)."""
+    extra = dict(extra_env or {})
+    path = os.pathsep.join(p for p in (extra.pop("PYTHONPATH", ""), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, **extra, "PYTHONPATH": path, "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "bench.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
-def run_suite(out: Path, args: argparse.Namespace, *extra: str) -> Path:
+def run_suite(out: Path, args: argparse.Namespace, *extra: str, extra_env: dict[str, str] | None = None) -> Path:
     """One quick run into ``out``; returns its run file (read even if the CLI's summary printing fails)."""
     cmd = ["run", args.suite, "--profile", args.profile, "--device", "cpu", "--out", str(out), "--no-report", *extra]
     if args.family:
@@ -50,7 +63,7 @@ def run_suite(out: Path, args: argparse.Namespace, *extra: str) -> Path:
     if args.tier:
         cmd += ["--tier", args.tier]
     t0 = time.monotonic()
-    r = aigc_bench(*cmd)
+    r = aigc_bench(*cmd, extra_env=extra_env)
     files = sorted((out / args.suite).glob("*.json"))
     if not files:
         sys.exit(f"run failed (exit {r.returncode}) without a results file:\n{r.stdout}\n{r.stderr}")
@@ -90,11 +103,18 @@ def aa(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         a = run_suite(out / f"aa{i:02d}" / "a", args)
         b = run_suite(out / f"aa{i:02d}" / "b", args)
         code, rep = compare(a, b, "--fail-on", args.fail_on)
+        raw_code, raw_rep = compare(a, b, "--fail-on", args.fail_on, "--no-speed-adjust")  # side by side
         lat = latency_rows(rep)
         changes = [abs(m["change"]) for m in lat if m["change"] is not None]
+        factors = [m["speed_factor"] for m in lat if m.get("speed_factor") is not None]
         row = {
             "rep": i,
             "exit": code,
+            "exit_without_speed_adjust": raw_code,
+            "regressed_without_speed_adjust": raw_rep["counts"]["regressed"],
+            "speed_factors": factors,
+            "changes_pct": [m["change"] for m in lat],
+            "machine_changes_pct": [m.get("machine_change") for m in lat],
             "cells": rep["counts"]["compared"],
             "regressed": rep["counts"]["regressed"],
             "failing": rep["counts"]["failing"],
@@ -110,13 +130,24 @@ def aa(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             ],  # fmt: skip
         }
         reps.append(row)
+        machine = " ".join(f"x{f:.3f}" for f in factors) or "n/a"
+        raw = " ".join(fmt_pct(x) for x in row["changes_pct"])
+        rel = " ".join(fmt_pct(x) for x in row["machine_changes_pct"])
         print(f"  rep {i:2d}: exit {code}, {row['cells']} cells, {row['regressed']} regressed, {row['too_noisy']} too noisy, "
-              f"{row['improved']} improved; |latency change| median {fmt_pct(row['median_abs_latency_change_pct'])}, "
-              f"max {fmt_pct(row['max_abs_latency_change_pct'])} {' '.join(row['regressed_metrics'])}")  # fmt: skip
+              f"{row['improved']} improved; latency change {raw} (machine {machine}, relative to it {rel}); "
+              f"without the speed adjustment: exit {raw_code}, {row['regressed_without_speed_adjust']} regressed "
+              f"{' '.join(row['regressed_metrics'])}")  # fmt: skip
     n_alarm = sum(r["exit"] == 1 for r in reps)
+    n_raw = sum(r["exit_without_speed_adjust"] == 1 for r in reps)
     verdict = "PASS" if n_alarm <= 0.1 * args.reps else "FAIL"  # the target: a false-alarm rate of at most 1 in 10
-    print(f"A/A: {n_alarm} of {args.reps} repetitions reported a regression (target <= 1 of 10): {verdict}")
-    return {"repetitions": reps, "false_alarms": n_alarm, "verdict": verdict}
+    print(f"A/A: {n_alarm} of {args.reps} repetitions reported a regression (target <= 1 of 10): {verdict}; "
+          f"without the machine-speed adjustment: {n_raw} of {args.reps}")  # fmt: skip
+    return {
+        "repetitions": reps,
+        "false_alarms": n_alarm,
+        "false_alarms_without_speed_adjust": n_raw,
+        "verdict": verdict,
+    }
 
 
 def ab(args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -141,6 +172,32 @@ def ab(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             "env_changes": rep["env_changes"], "verdict": "PASS" if ok else "FAIL"}  # fmt: skip
 
 
+def ab_variant(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """A deliberately slower variant on the same machine and environment: the speed adjustment must not hide it."""
+    family, fraction = args.slowdown.split(":")
+    print(f"A/B: the same run twice, the second with every {family} forward {float(fraction):.0%} slower "
+          "(benchmarks/slowdown/sitecustomize.py)")  # fmt: skip
+    base = run_suite(out / "abv" / "base", args)
+    env = {"PYTHONPATH": str(ROOT / "benchmarks" / "slowdown"), "AIGC_BENCH_SLOWDOWN": args.slowdown}
+    cur = run_suite(out / "abv" / "slower", args, extra_env=env)
+    code, rep = compare(base, cur, "--fail-on", args.fail_on)
+    for m in latency_rows(rep):
+        p = "" if m["p_adjusted"] is None else f"p(adj)={m['p_adjusted']:.2g}"
+        f = "n/a" if m.get("speed_factor") is None else f"x{m['speed_factor']:.3f}"
+        print(f"  {m['cell']}: {m['baseline']:.2f} -> {m['current']:.2f} ms, change {fmt_pct(m['change'])} "
+              f"(machine {f}, relative to it {fmt_pct(m.get('machine_change'))}) {m['verdict']} {p}")  # fmt: skip
+    slowed = [m for m in latency_rows(rep) if f"/{family}/" in f"/{m['cell']}/"]
+    others = [m for m in latency_rows(rep) if m not in slowed]
+    ok = (
+        code == 1
+        and all(m["verdict"] == "regressed" for m in slowed)
+        and not any(m["verdict"] == "regressed" for m in others)
+    )
+    print(f"A/B variant: exit {code}; {family} regressed: {all(m['verdict'] == 'regressed' for m in slowed)}, "
+          f"others regressed: {sum(m['verdict'] == 'regressed' for m in others)}: {'PASS' if ok else 'FAIL'}")  # fmt: skip
+    return {"exit": code, "counts": rep["counts"], "latency": latency_rows(rep), "verdict": "PASS" if ok else "FAIL"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default="cv-backbones")
@@ -154,6 +211,8 @@ def main() -> None:
     )
     ap.add_argument("--skip-aa", action="store_true")
     ap.add_argument("--skip-ab", action="store_true")
+    ap.add_argument("--slowdown", default="resnet:0.10", help="FAMILY:FRACTION for the slower-variant A/B")
+    ap.add_argument("--skip-variant", action="store_true", help="skip the slower-variant A/B")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     out = args.out / time.strftime("%Y%m%dT%H%M%S")
@@ -165,6 +224,8 @@ def main() -> None:
         figures["aa"] = aa(args, out)
     if not args.skip_ab:
         figures["ab"] = ab(args, out)
+    if not args.skip_variant:
+        figures["ab_variant"] = ab_variant(args, out)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 
