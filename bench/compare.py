@@ -476,6 +476,11 @@ class ComparisonReport:
     def noisy(self) -> list[tuple[CellComparison, MetricComparison]]:
         return self._metrics(Verdict.NOISY)
 
+    @property
+    def explained(self) -> list[tuple[CellComparison, MetricComparison]]:
+        """Unchanged metrics that moved beyond the threshold but were explained (e.g. by the machine's speed)."""
+        return [(c, m) for c, m in self._metrics(Verdict.UNCHANGED) if m.note]
+
     def with_status(self, status: str) -> list[CellComparison]:
         return [c for c in self.cells if c.status == status]
 
@@ -726,8 +731,7 @@ def _latency_verdict(
         verdict = Verdict.UNCHANGED  # whatever the p-value: smaller than anyone cares about
     elif machine is not None and not (th.exceeded_by(machine) and (machine > 0) == (change > 0)):
         verdict = Verdict.UNCHANGED
-        note = (f"the machine's, not the code's: its speed reference moved x{shift.speed_factor:.3f}; "
-                f"{machine:+.1f}% relative to it")  # fmt: skip
+        note = "the machine's, not the code's: not beyond the threshold relative to the machine-speed reference"
     elif significant and speed_drift > UNSTABLE_SPEED_DRIFT:
         verdict = Verdict.NOISY
         note = (f"the machine changed speed during a measurement (reference moved {speed_drift:.0%}, over "
@@ -1012,7 +1016,7 @@ def to_markdown(report: ComparisonReport, *, max_cells: int = 400) -> str:
                      if report.env_blocked else "Compared anyway (`--allow-env-change`).")]  # fmt: skip
     for n in report.notes:
         lines += ["", f"> {n}"]
-    notable = [(c, m) for c, m in report.regressions + report.improvements + report.noisy]
+    notable = report.regressions + report.improvements + report.noisy + report.explained
     if notable:
         lines += [
             "",

@@ -151,9 +151,9 @@ def _print_table(report: ComparisonReport, console: Console | None = None) -> No
             )
         t.add_row(escape(cell_label(c.key)), *vals)
     console.print(t)
-    notable = report.regressions + report.improvements + report.noisy
+    notable = report.regressions + report.improvements + report.noisy + report.explained
     if notable:
-        d = Table(title="regressions, improvements and too-noisy changes")
+        d = Table(title="regressions, improvements, too-noisy and explained changes")
         for col in ("cell", "metric", "baseline", "current", "change", "verdict", "p (adj.)", "CI", "how"):
             d.add_column(col, justify="right" if col in ("baseline", "current", "change", "p (adj.)") else "left")
         for c, m in notable:
