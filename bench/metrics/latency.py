@@ -25,6 +25,14 @@ speed changes, a 384x384 GEMM moved with the models (r 0.8) but by a third as mu
 network (a conv stem and four Transformer encoder layers, 3.8 M parameters, what the models do at
 batch 1) moved as much as they did (r 0.90-0.96, slope 0.7-1.0).
 
+On Linux with glibc, the measurement runs with ``malloc`` told to keep freed memory (see
+:func:`steady_malloc`), as jemalloc and tcmalloc -- the allocators PyTorch's CPU tuning guides
+recommend -- do by default. Under glibc's defaults, a forward pass with large activations returns
+them to the OS and faults them back in on the next call, and how often depends on the process's
+allocation history: in separate processes, convnext_femto took 7.9 ms with 0 page faults per call or
+11.4 ms with 2,300; efficientnet_b0 9.7 ms or 12.8-16.5 ms with 2,300-4,800. That, not the
+machine, made back-to-back runs of the same code differ by 20-38% per cell.
+
 CPU blocks are timed with ``time.perf_counter``; CUDA blocks with a pair of
 ``torch.cuda.Event(enable_timing=True)`` after a ``torch.cuda.synchronize``, so the time is the
 GPU's. Python's garbage collector is paused inside each timed block, as ``timeit`` (and so
@@ -33,6 +41,7 @@ GPU's. Python's garbage collector is paused inside each timed block, as ``timeit
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import math
 import time
@@ -63,6 +72,14 @@ MAX_RUN_FACTOR = 5.0
 SPEED_REF_S = 0.2
 SPEED_REF_VERSION = 1
 
+#: glibc mallopt parameters (malloc.h) and what :func:`steady_malloc` sets them to: allocations up to
+#: 32 MiB (the largest threshold glibc accepts on 64-bit) come from the heap, and the heap is never
+#: trimmed back to the OS during the measurement.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+STEADY_MMAP_THRESHOLD = 32 * 1024 * 1024
+STEADY_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes a C int
+_GLIBC_DEFAULT_THRESHOLD = 128 * 1024  # both thresholds' glibc defaults
+
 BlockTimer = Callable[[Callable[[], Any], int], float]
 #: the clock that decides when warm-up and measurement end (a module global so tests can fake it).
 _now = time.perf_counter
@@ -78,6 +95,7 @@ class LatencyMeasurement:
     mode: str  # "infer" | "train"
     warmup_iters: int
     threads: int  # torch intra-op threads during the measurement
+    malloc: str = "default"  # how malloc was set during the measurement (see steady_malloc)
 
     @cached_property
     def summary(self) -> Summary:
@@ -138,6 +156,7 @@ class LatencyMeasurement:
             "latency_number_per_sample": self.number_per_sample,
             "latency_warmup_iters": self.warmup_iters,
             "latency_threads": self.threads,
+            "latency_malloc": self.malloc,
         }
 
 
@@ -165,7 +184,7 @@ def measure_latency(
         raise ValueError(f"threads must be >= 1 or None, got {threads}")
     dev, inputs = prepare(model, example_inputs, device)
     step = make_step(model, inputs, mode)
-    with _num_threads(threads) as used_threads, _on_device(dev):
+    with _num_threads(threads) as used_threads, _on_device(dev), steady_malloc() as malloc:
         block = _block_timer(dev)
         warm = _warm_up(block, step, warmup_s)
         number = _block_size(float(np.median(warm[-STABLE_WINDOW:])), min_run_time_s)
@@ -177,6 +196,7 @@ def measure_latency(
         mode=mode,
         warmup_iters=len(warm),
         threads=used_threads,
+        malloc=malloc,
     )
 
 
@@ -229,7 +249,7 @@ def measure_speed_reference(
     def step() -> None:
         net(x)
 
-    with _num_threads(threads), _on_device(dev), torch.inference_mode():
+    with _num_threads(threads), _on_device(dev), torch.inference_mode(), steady_malloc():
         block = _block_timer(dev)
         warm = _warm_up(block, step, budget_s / 3)  # the first calls also start the thread pool
         number = _block_size(float(np.median(warm[-STABLE_WINDOW:])), budget_s)
@@ -318,6 +338,39 @@ def _cuda_block_timer(device: torch.device) -> BlockTimer:
         return start.elapsed_time(end) / 1e3  # elapsed_time is in ms
 
     return timed
+
+
+def _glibc() -> Any | None:
+    """The process's C library when it is glibc (it has ``mallopt``), else None (musl, macOS, jemalloc...)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 -- raises AttributeError when not glibc
+        return libc if hasattr(libc, "mallopt") else None
+    except (OSError, AttributeError):
+        return None
+
+
+@contextmanager
+def steady_malloc() -> Iterator[str]:
+    """Keep freed memory in the heap for the block (glibc only); yields how malloc was set, for the record.
+
+    Sets ``M_MMAP_THRESHOLD`` to :data:`STEADY_MMAP_THRESHOLD` and ``M_TRIM_THRESHOLD`` to
+    :data:`STEADY_TRIM_THRESHOLD`; after the block both go back to glibc's defaults (128 KiB, fixed --
+    glibc cannot be told to resume its dynamic threshold, whose history-dependence is the problem).
+    Elsewhere it does nothing and yields ``"default"``.
+    """
+    libc = _glibc()
+    if libc is None or not (
+        libc.mallopt(_M_MMAP_THRESHOLD, STEADY_MMAP_THRESHOLD)
+        and libc.mallopt(_M_TRIM_THRESHOLD, STEADY_TRIM_THRESHOLD)
+    ):
+        yield "default"
+        return
+    try:
+        yield f"glibc mmap_threshold={STEADY_MMAP_THRESHOLD >> 20}MiB no_trim"
+    finally:
+        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
 
 
 @contextmanager

@@ -260,6 +260,53 @@ def test_speed_reference_times_a_fixed_network(monkeypatch):
     assert lat.speed_reference_kind(torch.device("cuda", 0), 1) == "refnet fp32 cuda 1t v1"
 
 
+_FAULTS_SCRIPT = """
+import resource, torch
+from bench.metrics.latency import steady_malloc
+
+def step():  # a 24 MiB activation, touched: larger than anything this fresh process holds in its heap
+    return torch.ones(6 << 20).sum().item()
+
+def faults_per_call(calls=10):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+
+with steady_malloc():
+    pass  # leaves glibc's default thresholds behind, fixed (no dynamic threshold to learn from frees)
+churn = faults_per_call()
+with steady_malloc() as how:
+    step()  # the heap grows once
+    steady = faults_per_call()
+print(how, churn, steady)
+"""
+
+
+@pytest.mark.skipif(lat._glibc() is None, reason="malloc tuning is glibc-only")
+def test_steady_malloc_stops_the_page_faults_of_large_activations():
+    """Under glibc's thresholds a 24 MiB activation is mmapped and faulted in on every call (6,144
+    pages); inside steady_malloc it is reused from the heap. In a fresh process: a clean heap."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    how, churn, steady = out.stdout.rsplit(maxsplit=2)
+    assert how == "glibc mmap_threshold=32MiB no_trim"
+    assert float(churn) > 3000 and float(steady) < 10, (churn, steady)
+
+
+def test_measurements_record_how_malloc_was_set():
+    m = measure_latency(tiny(), torch.randn(2, 16), **QUICK)
+    assert m.malloc == ("default" if lat._glibc() is None else "glibc mmap_threshold=32MiB no_trim")
+    assert m.to_metrics(2)["latency_malloc"] == m.malloc
+
+
 def test_latency_metric_notes_noisy_measurements(monkeypatch):
     noisy = LatencyMeasurement(samples_ms=(1.0, 2.0, 3.0, 4.0), number_per_sample=1, device="cpu", mode="infer",
                                warmup_iters=3, threads=1)  # fmt: skip
