@@ -26,7 +26,7 @@ network (a conv stem and four Transformer encoder layers, 3.8 M parameters, what
 batch 1) moved as much as they did (r 0.90-0.96, slope 0.7-1.0).
 
 On Linux with glibc, the measurement runs with ``malloc`` told to keep freed memory (see
-:func:`steady_malloc`), as jemalloc and tcmalloc -- the allocators PyTorch's CPU tuning guides
+:func:`bench.metrics._malloc.steady_malloc`), as jemalloc and tcmalloc -- the allocators PyTorch's CPU tuning guides
 recommend -- do by default. Under glibc's defaults, a forward pass with large activations returns
 them to the OS and faults them back in on the next call, and how often depends on the process's
 allocation history: in separate processes, convnext_femto took 7.9 ms with 0 page faults per call or
@@ -41,7 +41,6 @@ GPU's. Python's garbage collector is paused inside each timed block, as ``timeit
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import math
 import time
@@ -55,6 +54,7 @@ import numpy as np
 import torch
 
 from bench.metrics import MetricContext
+from bench.metrics._malloc import steady_malloc
 from bench.metrics._step import make_step, prepare
 from bench.registry import register_metric
 from bench.stats import Summary
@@ -71,14 +71,6 @@ MAX_RUN_FACTOR = 5.0
 #: compare only uses references of the same kind.
 SPEED_REF_S = 0.2
 SPEED_REF_VERSION = 1
-
-#: glibc mallopt parameters (malloc.h) and what :func:`steady_malloc` sets them to: allocations up to
-#: 32 MiB (the largest threshold glibc accepts on 64-bit) come from the heap, and the heap is never
-#: trimmed back to the OS during the measurement.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-STEADY_MMAP_THRESHOLD = 32 * 1024 * 1024
-STEADY_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes a C int
-_GLIBC_DEFAULT_THRESHOLD = 128 * 1024  # both thresholds' glibc defaults
 
 BlockTimer = Callable[[Callable[[], Any], int], float]
 #: the clock that decides when warm-up and measurement end (a module global so tests can fake it).
@@ -338,39 +330,6 @@ def _cuda_block_timer(device: torch.device) -> BlockTimer:
         return start.elapsed_time(end) / 1e3  # elapsed_time is in ms
 
     return timed
-
-
-def _glibc() -> Any | None:
-    """The process's C library when it is glibc (it has ``mallopt``), else None (musl, macOS, jemalloc...)."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 -- raises AttributeError when not glibc
-        return libc if hasattr(libc, "mallopt") else None
-    except (OSError, AttributeError):
-        return None
-
-
-@contextmanager
-def steady_malloc() -> Iterator[str]:
-    """Keep freed memory in the heap for the block (glibc only); yields how malloc was set, for the record.
-
-    Sets ``M_MMAP_THRESHOLD`` to :data:`STEADY_MMAP_THRESHOLD` and ``M_TRIM_THRESHOLD`` to
-    :data:`STEADY_TRIM_THRESHOLD`; after the block both go back to glibc's defaults (128 KiB, fixed --
-    glibc cannot be told to resume its dynamic threshold, whose history-dependence is the problem).
-    Elsewhere it does nothing and yields ``"default"``.
-    """
-    libc = _glibc()
-    if libc is None or not (
-        libc.mallopt(_M_MMAP_THRESHOLD, STEADY_MMAP_THRESHOLD)
-        and libc.mallopt(_M_TRIM_THRESHOLD, STEADY_TRIM_THRESHOLD)
-    ):
-        yield "default"
-        return
-    try:
-        yield f"glibc mmap_threshold={STEADY_MMAP_THRESHOLD >> 20}MiB no_trim"
-    finally:
-        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-        libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
 
 
 @contextmanager

@@ -23,7 +23,10 @@ CPU peak RSS: Linux lets a process reset its RSS high-water mark (``VmHWM``) by 
 ``"rss_hwm"``). Where that is not permitted, a thread samples ``/proc/self/statm`` every
 millisecond during the steps (method ``"rss_sampled"``), which can miss peaks shorter than that.
 RSS only moves when the allocator returns memory to the kernel, so ``malloc_trim`` is called
-before the baseline is read (glibc) and the numbers are close, not byte-exact.
+before the baseline is read, and (glibc) the steps run with every block of 64 KiB or more mapped
+afresh and unmapped when freed (``bench.metrics._malloc.exact_malloc``): otherwise how much of the
+step's memory came from heap left over by earlier phases depended on the process's history (vgg11
+tiny read 41-58 MB in identical processes). The numbers are close, not byte-exact.
 
 The step is run :data:`RUNS` times and the peak over all of them kept: the first call allocates
 things later calls reuse (optimizer state, kernel caches), the second shows the steady state.
@@ -42,6 +45,7 @@ from typing import Any
 import torch
 
 from bench.metrics import MetricContext
+from bench.metrics._malloc import exact_malloc
 from bench.metrics._step import make_step, prepare
 from bench.registry import register_metric
 
@@ -143,21 +147,24 @@ def _cpu_peak_rss(step: Callable[[], Any], runs: int) -> tuple[int, int, str]:
         raise RuntimeError("CPU memory measurement needs Linux's /proc (peak RSS of the process)")
     gc.collect()
     _malloc_trim()
-    if reset_peak_rss():
-        before = read_status_bytes("VmRSS")
-        for _ in range(runs):
-            step()
-        return before, max(read_status_bytes("VmHWM"), before), "rss_hwm"
-    before = rss_bytes()
-    sampler = _RssSampler(SAMPLE_INTERVAL_S)
-    sampler.start()
-    try:
-        for _ in range(runs):
-            step()
-            sampler.observe()
-    finally:
-        sampler.stop()
-    return before, max(sampler.peak, before), "rss_sampled"
+    # Fresh mappings for every block the step allocates (see bench.metrics._malloc): RSS then grows by
+    # what the step touches, not by whatever part of it earlier phases happened to leave in the heap.
+    with exact_malloc():
+        if reset_peak_rss():
+            before = read_status_bytes("VmRSS")
+            for _ in range(runs):
+                step()
+            return before, max(read_status_bytes("VmHWM"), before), "rss_hwm"
+        before = rss_bytes()
+        sampler = _RssSampler(SAMPLE_INTERVAL_S)
+        sampler.start()
+        try:
+            for _ in range(runs):
+                step()
+                sampler.observe()
+        finally:
+            sampler.stop()
+        return before, max(sampler.peak, before), "rss_sampled"
 
 
 def reset_peak_rss() -> bool:

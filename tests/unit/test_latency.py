@@ -14,6 +14,7 @@ import torch
 
 from bench.metrics import MetricContext
 from bench.metrics import latency as lat
+from bench.metrics._malloc import glibc
 from bench.metrics._step import make_step, scalar_loss
 from bench.metrics.latency import LatencyMeasurement, latency_metric, measure_latency
 from bench.registry import METRICS
@@ -262,7 +263,7 @@ def test_speed_reference_times_a_fixed_network(monkeypatch):
 
 _FAULTS_SCRIPT = """
 import resource, torch
-from bench.metrics.latency import steady_malloc
+from bench.metrics._malloc import steady_malloc
 
 def step():  # a 24 MiB activation, touched: larger than anything this fresh process holds in its heap
     return torch.ones(6 << 20).sum().item()
@@ -283,7 +284,7 @@ print(how, churn, steady)
 """
 
 
-@pytest.mark.skipif(lat._glibc() is None, reason="malloc tuning is glibc-only")
+@pytest.mark.skipif(glibc() is None, reason="malloc tuning is glibc-only")
 def test_steady_malloc_stops_the_page_faults_of_large_activations():
     """Under glibc's thresholds a 24 MiB activation is mmapped and faulted in on every call (6,144
     pages); inside steady_malloc it is reused from the heap. In a fresh process: a clean heap."""
@@ -303,7 +304,7 @@ def test_steady_malloc_stops_the_page_faults_of_large_activations():
 
 def test_measurements_record_how_malloc_was_set():
     m = measure_latency(tiny(), torch.randn(2, 16), **QUICK)
-    assert m.malloc == ("default" if lat._glibc() is None else "glibc mmap_threshold=32MiB no_trim")
+    assert m.malloc == ("default" if glibc() is None else "glibc mmap_threshold=32MiB no_trim")
     assert m.to_metrics(2)["latency_malloc"] == m.malloc
 
 
