@@ -26,7 +26,7 @@ RSS only moves when the allocator returns memory to the kernel, so ``malloc_trim
 before the baseline is read, and (glibc) the steps run with every block of 64 KiB or more mapped
 afresh and unmapped when freed (``bench.metrics._malloc.exact_malloc``): otherwise how much of the
 step's memory came from heap left over by earlier phases depended on the process's history (vgg11
-tiny read 41-58 MB in identical processes). The numbers are close, not byte-exact.
+tiny read 41-58 MB in identical processes; 41-49 MB with it). The numbers are close, not byte-exact.
 
 The step is run :data:`RUNS` times and the peak over all of them kept: the first call allocates
 things later calls reuse (optimizer state, kernel caches), the second shows the steady state.
