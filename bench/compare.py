@@ -55,6 +55,7 @@ from typing import Any
 from bench.env import COMPARABLE
 from bench.errors import EXIT_OK, EXIT_REGRESSION, UsageError
 from bench.spec import CellKey
+from bench.stats import NOISY_IQR_OVER_MEDIAN, UNSTEADY_SPEED_DRIFT
 
 #: the join key of two runs, in the order the schema lists it
 KEY_FIELDS = ("suite", "tier", "family", "model", "device", "dtype", "batch_size", "input_shape", "seq_len", "mode")
@@ -66,13 +67,12 @@ DEFAULT_FAIL_ON = "latency:5%,memory:5%,macs:0%,accuracy:1pt"
 #: smaller than this are noise whatever the percentage. CUDA peaks come from the allocator: no floor.
 RSS_NOISE_FLOOR_MB = 16.0
 N_BOOTSTRAP = 2000
-#: IQR/median above which a side's latency samples are unstable (bench.stats.NOISY_IQR_OVER_MEDIAN,
-#: torch.utils.benchmark's warning level): a machine disturbed during the run, whose samples are not
-#: the independent draws the test assumes. Such a change is "too noisy", never a regression.
-UNSTABLE_IQR_OVER_MEDIAN = 0.1
-#: |after/before - 1| of the machine-speed reference around one latency measurement above which the
-#: machine changed speed during it: the samples mix two machines, and the change is "too noisy".
-UNSTABLE_SPEED_DRIFT = 0.1
+#: IQR/median above which a side's latency samples are unstable (torch.utils.benchmark's warning
+#: level): a machine disturbed during the run, whose samples are not the independent draws the test
+#: assumes. Such a change is "too noisy", never a regression.
+UNSTABLE_IQR_OVER_MEDIAN = NOISY_IQR_OVER_MEDIAN
+#: a machine-speed reference that moved more than this during one measurement: "too noisy".
+UNSTABLE_SPEED_DRIFT = UNSTEADY_SPEED_DRIFT
 #: How differently from the machine-speed reference a model may respond to the same change of machine
 #: speed: across 20-25% slowdowns on the 2-core VM, models moved 0.55-1.5 times as much as the
 #: reference (densenet121 +36% when the reference moved +23%). So when the reference moved by x%,
@@ -276,7 +276,7 @@ def sample_shift(
     c = raw_c / factor if factor else raw_c
     rng = np.random.default_rng(seed)
     raw_ratios = np.empty(n_boot)
-    ratios = np.empty(n_boot)
+    ratios = np.empty(n_boot) if rb is not None else None
     chunk = max(1, 2_000_000 // max(len(b), len(c)))  # bound memory for long sample lists
     for start in range(0, n_boot, chunk):
         k = min(chunk, n_boot - start)
@@ -284,7 +284,7 @@ def sample_shift(
         mc = np.median(raw_c[rng.integers(0, len(c), size=(k, len(c)))], axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             raw_ratios[start : start + k] = mc / mb
-            if rb is not None and rc is not None:
+            if ratios is not None:
                 mrb = np.median(rb[rng.integers(0, len(rb), size=(k, len(rb)))], axis=1)
                 mrc = np.median(rc[rng.integers(0, len(rc), size=(k, len(rc)))], axis=1)
                 ratios[start : start + k] = mc / mb / (mrc / mrb)
@@ -334,7 +334,7 @@ class MetricComparison:
     env_changed: bool = False
     note: str | None = None
     speed_factor: float | None = None  # latency: machine-speed reference, current / baseline
-    machine_change: float | None = None  # latency: the change in % relative to the machine (``change / speed_factor``)
+    machine_change: float | None = None  # latency: the change in % relative to the machine (ratio / speed_factor)
 
     @property
     def fails(self) -> bool:
@@ -690,7 +690,8 @@ def _latency_pending(th: Threshold, brow: Mapping[str, Any], crow: Mapping[str, 
                      n_boot: int, seed: int, adjust: bool) -> tuple[MetricComparison | None, SampleShift | None]:  # fmt: skip
     """Latency before the multiple-testing correction: the test, or (no raw samples) a verdict that cannot fail.
 
-    ``adjust``: divide out the machine-speed reference when both sides have one of the same kind.
+    ``adjust``: also judge the change relative to the machine-speed reference, when both sides have one of
+    the same kind.
     """
     bs, cs = _samples(brow, "latency_samples"), _samples(crow, "latency_samples")
     if bs and cs:
@@ -814,8 +815,8 @@ def compare(
         ths.setdefault(name, Threshold(name, spec.default, spec.threshold_unit, gating=False))
     changes = env_changes(baseline.env, current.env)
     env_changed = bool(changes) and not allow_env_change
-    # Across an environment change the reference moves with the change (1 thread makes the GEMM slower
-    # too), so dividing it out would hide exactly what changed: adjust on the same environment only.
+    # Across an environment change the reference moves with the change (1 thread makes it slower too),
+    # so letting it veto would hide exactly what changed: use it on the same environment only.
     adjust = speed_adjust and not changes
     brows, crows = _rows_by_key(baseline), _rows_by_key(current)
 
@@ -1009,8 +1010,8 @@ def _md_stats(m: MetricComparison) -> str:
             parts.append(f"CI [{m.ci[0]:+.2f}, {m.ci[1]:+.2f}] pt")
     if m.n_baseline is not None and m.n_current is not None:
         parts.append(f"n={m.n_baseline}/{m.n_current}")
-    if speed_text(m):
-        parts.append(speed_text(m))
+    if speed := speed_text(m):
+        parts.append(speed)
     if m.note:
         parts.append(m.note)
     return ", ".join(parts) or m.method

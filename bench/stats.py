@@ -15,6 +15,9 @@ import numpy as np
 
 #: IQR/median above which a measurement is flagged noisy (torch.utils.benchmark warns at the same ratio).
 NOISY_IQR_OVER_MEDIAN = 0.1
+#: |after/before - 1| of the machine-speed reference around one latency measurement
+#: (``speed_ref_drift``) above which the machine changed speed during it: the samples mix two machines.
+UNSTEADY_SPEED_DRIFT = 0.1
 
 
 @dataclass(frozen=True)

@@ -156,19 +156,20 @@ def ab(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     cur = run_suite(out / "ab" / "threads1", args, "--threads", "1")
     blocked_code, blocked = compare(base, cur, "--fail-on", args.fail_on)
     code, rep = compare(base, cur, "--fail-on", args.fail_on, "--allow-env-change")
+    rows = latency_rows(rep)
     env = ", ".join(f"{e['field']} {e['baseline']!r} -> {e['current']!r}" for e in rep["env_changes"]) or "none"
     print(f"  environment changes: {env}")
-    for m in latency_rows(rep):
+    for m in rows:
         p = "" if m["p_adjusted"] is None else f"p(adj)={m['p_adjusted']:.2g}"
         print(
             f"  {m['cell']}: {m['baseline']:.2f} -> {m['current']:.2f} ms ({fmt_pct(m['change'])}) {m['verdict']} {p}"
         )
-    slow = [m["change"] for m in latency_rows(rep) if m["change"] is not None]
+    slow = [m["change"] for m in rows if m["change"] is not None]
     ok = code == 1 and blocked_code == 0 and blocked["env_blocked"]
     print(f"A/B: exit {code} with --allow-env-change ({rep['counts']['regressed']} regressed of {rep['counts']['compared']}); "
           f"exit {blocked_code} without it (env blocked: {blocked['env_blocked']}); median slowdown "
           f"{fmt_pct(statistics.median(slow) if slow else None)}: {'PASS' if ok else 'FAIL'}")  # fmt: skip
-    return {"exit": code, "exit_without_allow": blocked_code, "counts": rep["counts"], "latency": latency_rows(rep),
+    return {"exit": code, "exit_without_allow": blocked_code, "counts": rep["counts"], "latency": rows,
             "env_changes": rep["env_changes"], "verdict": "PASS" if ok else "FAIL"}  # fmt: skip
 
 
@@ -181,25 +182,26 @@ def ab_variant(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     env = {"PYTHONPATH": str(ROOT / "benchmarks" / "slowdown"), "AIGC_BENCH_SLOWDOWN": args.slowdown}
     cur = run_suite(out / "abv" / "slower", args, extra_env=env)
     code, rep = compare(base, cur, "--fail-on", args.fail_on)
-    for m in latency_rows(rep):
+    rows = latency_rows(rep)
+    for m in rows:
         p = "" if m["p_adjusted"] is None else f"p(adj)={m['p_adjusted']:.2g}"
         f = "n/a" if m.get("speed_factor") is None else f"x{m['speed_factor']:.3f}"
         print(f"  {m['cell']}: {m['baseline']:.2f} -> {m['current']:.2f} ms, change {fmt_pct(m['change'])} "
               f"(machine {f}, relative to it {fmt_pct(m.get('machine_change'))}) {m['verdict']} {p}")  # fmt: skip
-    slowed = [m for m in latency_rows(rep) if f"/{family}/" in f"/{m['cell']}/"]
-    others = [m for m in latency_rows(rep) if m not in slowed]
+    slowed = [m for m in rows if f"/{family}/" in f"/{m['cell']}/"]
+    others = [m for m in rows if m not in slowed]
     ok = (
         code == 1
         and all(m["verdict"] == "regressed" for m in slowed)
         and not any(m["verdict"] == "regressed" for m in others)
     )
-    factors = [m["speed_factor"] for m in latency_rows(rep) if m.get("speed_factor") is not None]
+    factors = [m["speed_factor"] for m in rows if m.get("speed_factor") is not None]
     moved = bool(factors) and abs(statistics.median(factors) - 1.0) > 0.05
     # When the machine's own speed moved this much, compare rightly says "too noisy": no verdict here.
     verdict = "PASS" if ok else "INCONCLUSIVE (the machine's speed moved; rerun)" if moved else "FAIL"
     print(f"A/B variant: exit {code}; {family} regressed: {all(m['verdict'] == 'regressed' for m in slowed)}, "
           f"others regressed: {sum(m['verdict'] == 'regressed' for m in others)}: {verdict}")  # fmt: skip
-    return {"exit": code, "counts": rep["counts"], "latency": latency_rows(rep), "verdict": verdict}
+    return {"exit": code, "counts": rep["counts"], "latency": rows, "verdict": verdict}
 
 
 def main() -> None:

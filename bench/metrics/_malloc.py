@@ -40,15 +40,16 @@ def glibc() -> Any | None:
 
 @contextmanager
 def _mallopt(mmap_threshold: int, trim_threshold: int, label: str) -> Iterator[str]:
+    """Set both thresholds and return free heap memory to the kernel (so RSS growth shows from here on);
+    yields ``label``, or ``"default"`` where glibc refused or is absent. Restores glibc's defaults after."""
     libc = glibc()
-    if libc is None or not (
-        libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold) and libc.mallopt(M_TRIM_THRESHOLD, trim_threshold)
-    ):
+    if libc is None:
         yield "default"
         return
     try:
+        applied = libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold) and libc.mallopt(M_TRIM_THRESHOLD, trim_threshold)
         libc.malloc_trim(0)
-        yield label
+        yield label if applied else "default"
     finally:
         libc.mallopt(M_MMAP_THRESHOLD, DEFAULT_THRESHOLD)
         libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_THRESHOLD)

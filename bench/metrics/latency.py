@@ -57,7 +57,7 @@ from bench.metrics import MetricContext
 from bench.metrics._malloc import steady_malloc
 from bench.metrics._step import make_step, prepare
 from bench.registry import register_metric
-from bench.stats import Summary
+from bench.stats import UNSTEADY_SPEED_DRIFT, Summary
 
 MIN_WARMUP_CALLS = 3
 STABLE_WINDOW = 3
@@ -391,7 +391,7 @@ def latency_metric(ctx: MetricContext) -> dict[str, Any]:
     out["speed_ref_drift"] = after / before - 1.0
     out["speed_ref_kind"] = speed_reference_kind(torch.device(ctx.device), m.threads)
     ctx.samples["speed_ref_ms"] = ref_before + ref_after
-    if abs(out["speed_ref_drift"]) > 0.1:
+    if abs(out["speed_ref_drift"]) > UNSTEADY_SPEED_DRIFT:
         ctx.notes.append(
             f"latency: the machine-speed reference moved {out['speed_ref_drift']:+.0%} during the measurement; "
             "the machine was not steady"

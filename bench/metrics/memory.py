@@ -34,7 +34,6 @@ things later calls reuse (optimizer state, kernel caches), the second shows the 
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
 import threading
@@ -146,9 +145,9 @@ def _cpu_peak_rss(step: Callable[[], Any], runs: int) -> tuple[int, int, str]:
     if not os.path.exists("/proc/self/status"):
         raise RuntimeError("CPU memory measurement needs Linux's /proc (peak RSS of the process)")
     gc.collect()
-    _malloc_trim()
-    # Fresh mappings for every block the step allocates (see bench.metrics._malloc): RSS then grows by
-    # what the step touches, not by whatever part of it earlier phases happened to leave in the heap.
+    # Free heap returned to the kernel, then fresh mappings for every block the step allocates (see
+    # bench.metrics._malloc): RSS grows by what the step touches, not by whatever part of it earlier
+    # phases happened to leave in the heap.
     with exact_malloc():
         if reset_peak_rss():
             before = read_status_bytes("VmRSS")
@@ -229,14 +228,6 @@ class _RssSampler:
                 f.seek(0)
                 self._seen_by_thread = max(self._seen_by_thread, int(f.read().split()[1]) * _PAGE_SIZE)
                 self._done.wait(self.interval)
-
-
-def _malloc_trim() -> None:
-    """Return glibc's free heap memory to the kernel, so later growth shows up in RSS."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
 
 
 @register_metric("memory")
