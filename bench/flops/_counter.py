@@ -169,9 +169,70 @@ class _DispatchCounter(TorchDispatchMode):
         self.tally = tally
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        composite = _skipped_composite_kernel(func, args, kwargs)
+        if composite is not None:
+            # Autograd was skipped (inference mode, or inference tensors only), so a composite op
+            # arrived whole. Run its composite kernel here, as the Autograd key would have, so that
+            # the count is the same under grad, no_grad and inference_mode.
+            with self:
+                return func._op_dk(composite, *args, **kwargs)
+        out = func(*args, **kwargs)
         self.tally.record(func, args, kwargs, out)
         return out
+
+
+_DK = torch._C.DispatchKey
+_COMPOSITE_KERNEL: dict[tuple[Any, Any], Any] = {}
+
+
+def _autograd_key(t: Tensor) -> Any:
+    """The autograd dispatch key a (non-inference) tensor like ``t`` goes through."""
+    if t.is_nested:
+        return _DK.AutogradNestedTensor
+    backend = torch._C._dispatch_key_for_device(t.device.type)
+    return getattr(_DK, f"Autograd{backend}", _DK.AutogradOther)
+
+
+def _skipped_composite_kernel(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """The composite kernel autograd would have run for this call, when autograd was skipped; else None.
+
+    Under grad or no_grad the Autograd dispatch key runs an op's ``CompositeImplicitAutograd``
+    kernel (``conv2d`` -> ``convolution``, ``linear`` -> ``addmm``, ``batch_norm`` -> ...), so such
+    ops never reach this mode whole. Under ``torch.inference_mode()`` (or with inference tensors
+    only) the Autograd key is skipped and they do.
+    """
+    if not isinstance(func, torch._ops.OpOverload):
+        return None
+    tensors = [t for t in (*args, *kwargs.values()) if isinstance(t, Tensor)]
+    tensors = tensors or [t for a in args if isinstance(a, list | tuple) for t in a if isinstance(t, Tensor)]
+    if not tensors:
+        return None
+    key = _autograd_key(tensors[0])
+    if not torch.is_inference_mode_enabled() and any(torch._C._dispatch_keys(t).has(key) for t in tensors):
+        return None  # autograd ran for this call: what reached us is what grad mode sees
+    if (func, key) not in _COMPOSITE_KERNEL:
+        _COMPOSITE_KERNEL[(func, key)] = _composite_kernel_for(func.name(), key)
+    return _COMPOSITE_KERNEL[(func, key)]
+
+
+def _composite_kernel_for(name: str, key: Any) -> Any:
+    """The composite key the dispatcher fills autograd ``key``'s entry of op ``name`` from, or None.
+
+    The dispatcher's own rule (``OperatorEntry::computeDispatchTableEntry``): a direct autograd
+    registration wins; a composite kernel is used for an autograd key only when the backend has no
+    kernel of its own (``linear`` on a nested tensor keeps its explicit autograd kernel). Checked
+    against the computed dispatch table for every aten overload (CPU, meta, nested).
+    """
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    if has(name, key):
+        return None
+    if key == _DK.AutogradNestedTensor and has(name, _DK.CompositeImplicitAutogradNestedTensor):
+        return _DK.CompositeImplicitAutogradNestedTensor
+    backend = torch._C._dispatch_get_backend_keyset_from_autograd(key)
+    if torch._C._dispatch_has_kernel_for_any_dispatch_key(name, backend) or has(name, _DK.CompositeExplicitAutograd):
+        return None
+    return _DK.CompositeImplicitAutograd if has(name, _DK.CompositeImplicitAutograd) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,7 +416,10 @@ def count_flops(
     ``device=None`` counts on the given inputs' devices directly (``method="real"``).
 
     The forward pass runs under ``torch.no_grad()``: the count is of inference-style forward work
-    in the model's current train/eval mode (dropout, batch-norm statistics...).
+    in the model's current train/eval mode (dropout, batch-norm statistics...). It is the same
+    under the caller's grad, ``no_grad`` or ``inference_mode`` (composite ops that inference mode
+    lets through whole are decomposed as autograd would), and the caller's modes are left as they
+    were, also when counting raises.
     """
     t0 = time.perf_counter()
     args, kwargs = _split_inputs(example_inputs)
