@@ -5,7 +5,8 @@ Kept in one place so that ``latency`` and ``memory`` time and size exactly the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -52,7 +53,8 @@ def make_step(model: torch.nn.Module, inputs: Any, mode: str) -> Callable[[], An
     ``torch.inference_mode()`` (no autograd bookkeeping at all, cheaper than ``no_grad``).
 
     ``mode="train"``: ``model.train()``, then each call is a whole training step: forward, a scalar
-    loss (:func:`scalar_loss`), backward, an ``AdamW`` step and ``zero_grad(set_to_none=True)``.
+    loss (:func:`scalar_loss`), backward, an ``AdamW`` step and ``zero_grad(set_to_none=True)``, with
+    autograd on even when the caller is under ``torch.no_grad()`` or ``torch.inference_mode()``.
     The optimizer lives in the returned closure, so its state is created on the first call (as in
     real training) and freed with the closure. Training steps change the model's parameters.
     """
@@ -73,7 +75,9 @@ def make_step(model: torch.nn.Module, inputs: Any, mode: str) -> Callable[[], An
         opt = torch.optim.AdamW(params, lr=TRAIN_LR)
 
         def train_step() -> torch.Tensor:
-            loss = scalar_loss(model(*args))
+            # A training step needs autograd whatever mode the caller is in (no_grad, inference_mode).
+            with torch.inference_mode(False), torch.enable_grad():
+                loss = scalar_loss(model(*args))
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -112,3 +116,23 @@ def prepare(
         dev = torch.device("cuda", torch.cuda.current_device())
     model.to(dev)
     return dev, to_device(inputs, dev)
+
+
+@contextmanager
+def preserved_state(device: torch.device) -> Iterator[None]:
+    """Leave the process-wide state a measurement touches as the caller had it, also when the block raises.
+
+    A step with dropout draws from torch's global RNG (on ``device`` too, for CUDA), and a thread count
+    set for the block must not outlive it. Grad and inference mode are only ever entered as context
+    managers, so they restore themselves. The model itself is the measurement's to change, as documented:
+    it is moved to ``device`` and left in the mode measured (``eval`` or ``train``), and training steps
+    change its parameters.
+    """
+    threads = torch.get_num_threads()
+    rng_devices = [device.index] if device.type == "cuda" and device.index is not None else []
+    try:
+        with torch.random.fork_rng(devices=rng_devices):
+            yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)

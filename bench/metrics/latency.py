@@ -25,13 +25,17 @@ speed changes, a 384x384 GEMM moved with the models (r 0.8) but by a third as mu
 network (a conv stem and four Transformer encoder layers, 3.8 M parameters, what the models do at
 batch 1) moved as much as they did (r 0.90-0.96, slope 0.7-1.0).
 
-On Linux with glibc, the measurement runs with ``malloc`` told to keep freed memory (see
-:func:`bench.metrics._malloc.steady_malloc`), as jemalloc and tcmalloc -- the allocators PyTorch's CPU tuning guides
-recommend -- do by default. Under glibc's defaults, a forward pass with large activations returns
-them to the OS and faults them back in on the next call, and how often depends on the process's
-allocation history: in separate processes, convnext_femto took 7.9 ms with 0 page faults per call or
-11.4 ms with 2,300; efficientnet_b0 9.7 ms or 12.8-16.5 ms with 2,300-4,800. That, not the
-machine, made back-to-back runs of the same code differ by 20-38% per cell.
+Allocator regime (``allocator``; see :mod:`bench.metrics._malloc`). ``"system"`` (the default of
+:func:`measure_latency`) touches nothing: the model is timed under whatever ``malloc`` the process
+has, as ``torch.utils.benchmark``, timm's ``benchmark.py`` and the user's own code are. ``"steady"``
+(the default of ``aigc-bench run``) tells glibc's ``malloc`` to keep freed memory, as jemalloc and
+tcmalloc -- the allocators PyTorch's CPU tuning guides recommend -- do by default. Under glibc's
+defaults, a forward pass with large activations returns them to the OS and faults them back in on the
+next call, and how often depends on the process's allocation history: in separate processes,
+convnext_femto took 7.9 ms with 0 page faults per call or 11.4 ms with 2,300; efficientnet_b0 9.7 ms
+or 12.8-16.5 ms with 2,300-4,800. That, not the machine, made back-to-back runs of the same code
+differ by 20-38% per cell, and it is why the runner times under ``steady``. Either way the regime is
+recorded (``malloc``, stored as ``latency_malloc``), and the caller's process is left as fast as it was.
 
 CPU blocks are timed with ``time.perf_counter``; CUDA blocks with a pair of
 ``torch.cuda.Event(enable_timing=True)`` after a ``torch.cuda.synchronize``, so the time is the
@@ -53,9 +57,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.allocator import API_DEFAULT, check_regime, regime_of
 from bench.metrics import MetricContext
-from bench.metrics._malloc import steady_malloc
-from bench.metrics._step import make_step, prepare
+from bench.metrics._malloc import timing_regime
+from bench.metrics._step import make_step, prepare, preserved_state
 from bench.registry import register_metric
 from bench.stats import UNSTEADY_SPEED_DRIFT, Summary
 
@@ -87,7 +92,12 @@ class LatencyMeasurement:
     mode: str  # "infer" | "train"
     warmup_iters: int
     threads: int  # torch intra-op threads during the measurement
-    malloc: str = "default"  # how malloc was set during the measurement (see steady_malloc)
+    malloc: str = "system"  # how malloc was set during the measurement (bench.metrics._malloc.timing_regime)
+
+    @property
+    def allocator(self) -> str | None:
+        """The regime the samples were taken under: ``"steady"`` or ``"system"`` (see :mod:`bench.metrics._malloc`)."""
+        return regime_of(self.malloc)
 
     @cached_property
     def summary(self) -> Summary:
@@ -162,25 +172,34 @@ def measure_latency(
     min_run_time_s: float = 1.0,
     max_samples: int = 2000,
     threads: int | None = None,
+    allocator: str = API_DEFAULT,
 ) -> LatencyMeasurement:
     """Time ``model(*example_inputs)`` (``mode="infer"``) or a whole training step (``mode="train"``).
 
     ``example_inputs`` is a tensor or a tuple of positional inputs. ``device`` defaults to where the
     model lives; the model and inputs are moved there. ``threads`` sets ``torch.set_num_threads``
     for the measurement only (restored after); the count in effect is recorded either way.
-    See the module docstring for the method.
+    ``allocator``: ``"system"`` (default) times under the process's own ``malloc`` and never changes
+    it, like ``torch.utils.benchmark``; ``"steady"`` times with glibc told to keep freed memory (what
+    jemalloc/tcmalloc users see, and what ``aigc-bench run`` uses), then leaves the process's thresholds
+    where glibc's own policy would have them (see :mod:`bench.metrics._malloc`).
+    Threads, grad mode and torch's RNG are as before afterwards, also when the model raises; the model
+    is left in the mode measured (see :func:`bench.metrics._step.make_step`). See the module docstring
+    for the method.
     """
     if max_samples < 1:
         raise ValueError(f"max_samples must be >= 1, got {max_samples}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1 or None, got {threads}")
+    check_regime(allocator)
     dev, inputs = prepare(model, example_inputs, device)
-    step = make_step(model, inputs, mode)
-    with _num_threads(threads) as used_threads, _on_device(dev), steady_malloc() as malloc:
-        block = _block_timer(dev)
-        warm = _warm_up(block, step, warmup_s)
-        number = _block_size(float(np.median(warm[-STABLE_WINDOW:])), min_run_time_s)
-        samples = _measure(block, step, number, min_run_time_s, max_samples)
+    with preserved_state(dev), _num_threads(threads) as used_threads, _on_device(dev):
+        step = make_step(model, inputs, mode)
+        with timing_regime(allocator) as malloc:
+            block = _block_timer(dev)
+            warm = _warm_up(block, step, warmup_s)
+            number = _block_size(float(np.median(warm[-STABLE_WINDOW:])), min_run_time_s)
+            samples = _measure(block, step, number, min_run_time_s, max_samples)
     return LatencyMeasurement(
         samples_ms=tuple(samples),
         number_per_sample=number,
@@ -224,13 +243,17 @@ def speed_reference_kind(device: torch.device, threads: int) -> str:
 
 
 def measure_speed_reference(
-    device: str | torch.device = "cpu", *, threads: int | None = None, budget_s: float = SPEED_REF_S
+    device: str | torch.device = "cpu",
+    *,
+    threads: int | None = None,
+    budget_s: float = SPEED_REF_S,
+    allocator: str = API_DEFAULT,
 ) -> list[float]:
     """Per-call times (ms) of :class:`ReferenceNet` on ``device`` over about ``budget_s``: how fast the machine is now.
 
     The workload never changes with the code under test (fixed network, seed, input and fp32), so a
     change in its time between two runs of the same environment is the machine's, not the code's.
-    Same warm-up and block timing as :func:`measure_latency`.
+    Same warm-up, block timing and ``allocator`` regime as :func:`measure_latency`.
     """
     dev = torch.device(device)
     with torch.random.fork_rng(devices=[]):  # a fixed network without disturbing the caller's RNG
@@ -241,7 +264,7 @@ def measure_speed_reference(
     def step() -> None:
         net(x)
 
-    with _num_threads(threads), _on_device(dev), torch.inference_mode(), steady_malloc():
+    with _num_threads(threads), _on_device(dev), torch.inference_mode(), timing_regime(allocator):
         block = _block_timer(dev)
         warm = _warm_up(block, step, budget_s / 3)  # the first calls also start the thread pool
         number = _block_size(float(np.median(warm[-STABLE_WINDOW:])), budget_s)
@@ -371,7 +394,9 @@ def latency_metric(ctx: MetricContext) -> dict[str, Any]:
     """Latency statistics and throughput of the cell's model; raw samples go to ``ctx.samples``."""
     ctx.report_phase("latency")
     cell, profile = ctx.cell, ctx.cell.profile
-    ref_before = measure_speed_reference(ctx.device, threads=cell.threads)
+    # The run's regime (the worker put its whole process under it); the reference is timed under it too.
+    allocator = cell.allocator
+    ref_before = measure_speed_reference(ctx.device, threads=cell.threads, allocator=allocator)
     m = measure_latency(
         ctx.model,
         ctx.inputs,
@@ -381,8 +406,9 @@ def latency_metric(ctx: MetricContext) -> dict[str, Any]:
         min_run_time_s=profile.min_run_time_s,
         max_samples=profile.max_samples,
         threads=cell.threads,
+        allocator=allocator,
     )
-    ref_after = measure_speed_reference(ctx.device, threads=cell.threads)
+    ref_after = measure_speed_reference(ctx.device, threads=cell.threads, allocator=allocator)
     out = m.to_metrics(cell.key.batch_size)
     # The machine-speed reference (see the module docstring): its median, how much the machine's speed
     # moved during the measurement (after/before - 1), and what was timed.

@@ -45,7 +45,7 @@ import torch
 
 from bench.metrics import MetricContext
 from bench.metrics._malloc import exact_malloc
-from bench.metrics._step import make_step, prepare
+from bench.metrics._step import make_step, prepare, preserved_state
 from bench.registry import register_metric
 
 MB = float(2**20)
@@ -90,14 +90,24 @@ def measure_memory(
 
     ``example_inputs`` is a tensor or a tuple of positional inputs; ``device`` defaults to where
     the model lives (model and inputs are moved there). The step runs ``runs`` times.
+
+    On CPU with glibc the steps run with every block of 64 KiB or more mapped afresh (see the module
+    docstring); afterwards ``malloc`` is left as :mod:`bench.metrics._malloc` explains -- where glibc's
+    dynamic thresholds were in force, at the values they converge to (mmap 32 MiB, trim 64 MiB), so the
+    caller's own code runs at least as fast as before. Threads, grad mode and torch's RNG are as before
+    afterwards, also when the model raises; the model is left in the mode measured (as ``make_step`` says).
     """
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
     dev, inputs = prepare(model, example_inputs, device)
-    step = make_step(model, inputs, mode)
     weights, inputs_b = weights_bytes(model), tensor_bytes(inputs)
+    with preserved_state(dev):
+        step = make_step(model, inputs, mode)
+        if dev.type == "cuda":
+            before, peak, reserved = _cuda_peak(step, dev, runs)
+        else:
+            before, peak, method = _cpu_peak_rss(step, runs)
     if dev.type == "cuda":
-        before, peak, reserved = _cuda_peak(step, dev, runs)
         return MemoryMeasurement(
             weights_mb=weights / MB,
             inputs_mb=inputs_b / MB,
@@ -109,7 +119,6 @@ def measure_memory(
             device=str(dev),
             mode=mode,
         )
-    before, peak, method = _cpu_peak_rss(step, runs)
     # The mark is reset a moment before the baseline is read: never report a few pages below zero.
     activations = max(peak - before, 0)
     return MemoryMeasurement(

@@ -274,38 +274,48 @@ def faults_per_call(calls=10):
         step()
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
 
-with steady_malloc():
-    pass  # leaves glibc's default thresholds behind, fixed (no dynamic threshold to learn from frees)
-churn = faults_per_call()
+churn = faults_per_call()  # MALLOC_MMAP_THRESHOLD_=131072: every 24 MiB block is mapped and faulted in afresh
 with steady_malloc() as how:
     step()  # the heap grows once
     steady = faults_per_call()
-print(how, churn, steady)
+after = faults_per_call()  # the user's own setting is back
+print(how, churn, steady, after)
 """
 
 
 @pytest.mark.skipif(glibc() is None, reason="malloc tuning is glibc-only")
 def test_steady_malloc_stops_the_page_faults_of_large_activations():
-    """Under glibc's thresholds a 24 MiB activation is mmapped and faulted in on every call (6,144
-    pages); inside steady_malloc it is reused from the heap. In a fresh process: a clean heap."""
+    """Under a fixed 128 KiB mmap threshold (the user's, from the environment) a 24 MiB activation is
+    mmapped and faulted in on every call (6,144 pages); inside steady_malloc it is reused from the heap;
+    after it, the user's setting is back. In a fresh process: a clean heap."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "MALLOC_MMAP_THRESHOLD_": "131072"}  # fmt: skip
+    env.pop("GLIBC_TUNABLES", None)
     out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
-    how, churn, steady = out.stdout.rsplit(maxsplit=2)
+    how, churn, steady, after = out.stdout.rsplit(maxsplit=3)
     assert how == "glibc mmap_threshold=32MiB no_trim"
-    assert float(churn) > 3000 and float(steady) < 10, (churn, steady)
+    assert float(churn) > 3000 and float(steady) < 10 and float(after) > 3000, (churn, steady, after)
 
 
 def test_measurements_record_how_malloc_was_set():
-    m = measure_latency(tiny(), torch.randn(2, 16), **QUICK)
-    assert m.malloc == ("default" if glibc() is None else "glibc mmap_threshold=32MiB no_trim")
+    m = measure_latency(tiny(), torch.randn(2, 16), allocator="steady", **QUICK)
+    assert m.malloc == ("system" if glibc() is None else "glibc mmap_threshold=32MiB no_trim")
+    assert m.allocator == ("system" if glibc() is None else "steady")
     assert m.to_metrics(2)["latency_malloc"] == m.malloc
+    m = measure_latency(tiny(), torch.randn(2, 16), **QUICK)  # the API's default: malloc untouched
+    assert m.allocator == "system" and m.malloc.startswith("system")
+
+
+def test_unknown_allocator_regime_is_rejected_before_measuring():
+    with pytest.raises(ValueError, match="unknown allocator regime 'jemalloc'; valid: 'system', 'steady'"):
+        measure_latency(tiny(), torch.randn(2, 16), allocator="jemalloc", **QUICK)
 
 
 def test_latency_metric_notes_noisy_measurements(monkeypatch):
