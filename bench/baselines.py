@@ -46,8 +46,10 @@ def baseline_path(name: str, folder: Path | str = DEFAULT_DIR) -> Path:
 
 
 def save(run: Path | str, name: str, folder: Path | str = DEFAULT_DIR, *, force: bool = False) -> Path:
-    """Copy a (validated) run file to ``folder/NAME.json``; refuse to overwrite unless ``force``."""
+    """Copy a (validated) run file to ``folder/NAME.json``; refuse to overwrite, or to save a run with INVALID
+    latency cells (``bench.validity``), unless ``force``."""
     from bench.store import atomic_write_json, load_run, result_files
+    from bench.validity import refuse_invalid_baseline
 
     files = result_files(run)
     if len(files) != 1:
@@ -55,6 +57,8 @@ def save(run: Path | str, name: str, folder: Path | str = DEFAULT_DIR, *, force:
             f"{run}: a baseline is one run file, found {len(files)} (merge shards first with `aigc-bench merge`)"
         )
     doc = load_run(files[0])
+    if not force:  # a baseline every later run is judged against must not hold INVALID latencies
+        refuse_invalid_baseline(doc, files[0])
     dest = baseline_path(name, folder)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)

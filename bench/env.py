@@ -10,7 +10,9 @@ import functools
 import os
 import platform
 import socket
+import statistics
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,8 @@ def fingerprint(threads: int | None = None) -> dict[str, Any]:
         "threads": threads if threads is not None else torch.get_num_threads(),
         # A busy machine slows everything: the 1-minute load average at the start says how busy.
         "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        # ... and whether it was too busy for this run's threads (see bench.validity.busy_at_start).
+        "busy_at_start": load_at_start(threads),
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "cuda": None,
         "gpu_name": None,
@@ -108,6 +112,78 @@ def fingerprint(threads: int | None = None) -> dict[str, Any]:
         fp["cudnn"] = torch.backends.cudnn.version()
         fp["gpu_driver"] = _nvidia_driver()
     return fp
+
+
+# --- how busy the machine is --------------------------------------------------------------------------------
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), else every CPU; at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def load_1m() -> float | None:
+    """The 1-minute load average (runnable plus uninterruptible tasks, whole machine); None where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def runnable_others(reads: int = 5, interval_s: float = 0.02) -> int | None:
+    """Threads running or waiting for a CPU now, besides the one asking: the median of ``reads`` reads.
+
+    Read from ``procs_running`` in ``/proc/stat`` (the whole machine, this thread included, hence the -1),
+    as pyperf records ``runnable_threads``. One read is a snapshot of a moment; the median of a few over
+    ``reads * interval_s`` seconds ignores a task that only woke up for it. None where not available.
+    """
+    counts = []
+    for i in range(reads):
+        if i:
+            time.sleep(interval_s)
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                line = next((x for x in f if x.startswith("procs_running ")), None)
+        except OSError:
+            return None
+        if line is None:
+            return None
+        counts.append(int(line.split()[1]))
+    return max(0, int(statistics.median_low(counts)) - 1)
+
+
+def load_at_start(threads: int | None = None) -> dict[str, Any]:
+    """How busy the machine is before a run with ``threads`` threads per cell (None: torch's default).
+
+    The figures and ``busy``, :func:`bench.validity.busy_at_start` of them; stored in the run's ``env``.
+    """
+    from bench.validity import busy_at_start
+
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    figures: dict[str, Any] = {"load_1m": load_1m(), "runnable_others": runnable_others(), "cpus": usable_cpus(),
+                               "cpus_total": os.cpu_count(), "threads": int(threads)}  # fmt: skip
+    figures["busy"] = busy_at_start(**figures)
+    return figures
+
+
+def busy_warning(threads: int | None = None) -> str | None:
+    """The one-line warning ``aigc-bench run`` prints when the machine is too busy for its threads, else None."""
+    from bench.validity import busy_message
+
+    figures = load_at_start(threads)
+    return busy_message(figures) if figures["busy"] else None
+
+
+def latency_load(load_before: float | None) -> dict[str, Any]:
+    """The load figures a latency record keeps (``load_1m_before`` given, ``load_1m_after`` read now)."""
+    return {"load_1m_before": load_before, "load_1m_after": load_1m(), "load_cpus": usable_cpus(),
+            "load_cpus_total": os.cpu_count()}  # fmt: skip
 
 
 def _nvidia_driver() -> str | None:

@@ -83,10 +83,12 @@ def measure_cell(cell: CellSpec, report_phase: Any = lambda phase: None) -> dict
     import torch
 
     from bench.build import build_model
+    from bench.env import latency_load, load_1m
     from bench.inputs import torch_dtype
     from bench.metrics import MetricContext
     from bench.registry import INPUTS, METRICS
     from bench.store import utc_now
+    from bench.validity import verdict_metrics
 
     t0 = time.perf_counter()
     rec = base_record(cell, "ok")
@@ -116,7 +118,9 @@ def measure_cell(cell: CellSpec, report_phase: Any = lambda phase: None) -> dict
                             report_phase=report_phase, baseline=baseline)  # fmt: skip
         for name in cell.profile.metrics:
             phase = name
+            load = load_1m()  # the load around the latency measurement goes in its record (bench.validity)
             rec["metrics"].update(METRICS.get(name)(ctx))
+            rec["metrics"].update(latency_load(load) if name == "latency" else {})
         rec["samples"] = {k: [float(x) for x in v] for k, v in ctx.samples.items()}
         rec["notes"] = list(ctx.notes)
     except CellSkipped as e:
@@ -127,6 +131,7 @@ def measure_cell(cell: CellSpec, report_phase: Any = lambda phase: None) -> dict
         else:
             rec.update(status="failed", error=f"{phase}: {type(e).__name__}: {_one_line(e)}")
             rec["traceback"] = traceback.format_exc(limit=8)
+    rec["metrics"].update(verdict_metrics(rec["metrics"]))  # valid / invalid / unknown (bench.validity)
     rec["duration_s"] = round(time.perf_counter() - t0, 3)
     return rec
 

@@ -2,7 +2,7 @@
 
 A baseline is a copy of a run file in the baselines folder (default ./results/baselines/);
 ``aigc-bench compare`` accepts its name wherever a path does not exist. Saving never overwrites an
-existing baseline unless --force is given.
+existing baseline, nor saves a run with INVALID latency cells (exit 2), unless --force is given.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     save = actions.add_parser("save", help="copy a run file into the baselines folder under a name")
     save.add_argument("run", help="a run file (merge shards first)")
     save.add_argument("--name", required=True, help="baseline name: letters, digits, '.', '_', '-' (e.g. main)")
-    save.add_argument("--force", action="store_true", help="replace an existing baseline of that name")
+    save.add_argument("--force", action="store_true",
+                      help="replace an existing baseline of that name; save a run with INVALID latencies")  # fmt: skip
     save.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"baselines folder (default: {DEFAULT_DIR})")
     save.set_defaults(handler=_save)
     ls = actions.add_parser("list", help="list saved baselines")

@@ -66,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from bench import runner
+    from bench.env import busy_warning
     from bench.registry import get_suite
     from bench.report.terminal import ProgressView, print_summary
 
@@ -87,6 +88,8 @@ def _run(args: argparse.Namespace) -> int:
     cells = runner.expand(suite, settings)  # bad names fail here, before any file is written
     _check_writable(args.out)
     console = Console(stderr=True)
+    if (busy := busy_warning(args.threads)) is not None:  # a busy machine slows every cell: say so, as pyperf does
+        console.print(f"[yellow]warning:[/yellow] {busy}", highlight=False)
     with ProgressView(console, total=len(cells)) as view:
         result = runner.run(suite, settings, args.out, resume=args.resume, on_event=view.on_event)
     out = Console()

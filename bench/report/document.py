@@ -27,6 +27,7 @@ class Report:
     status_counts: tuple[tuple[str, int], ...]
     tidy: pd.DataFrame
     convention: str = FLOP_CONVENTION
+    validity: tuple[str, ...] = ()  # footer: invalid latency cells and why, runs started busy (bench.validity)
 
     @property
     def title(self) -> str:
@@ -63,7 +64,9 @@ def build_report(
 ) -> Report:
     """The report of one suite from its cells (``load_results`` rows) and run documents (``load_run``)."""
     from bench.report.figures import build_figures
+    from bench.validity import annotate_frame, summary_lines
 
+    frame = annotate_frame(frame, docs)  # latency verdicts, computed for files that predate them (bench.validity)
     suites = list(dict.fromkeys(frame["suite"])) or [str(d.get("suite")) for d in docs][:1]
     docs = sorted(docs, key=lambda d: str(d.get("run_id")))
     analyses = [RunAnalysis.from_doc(d) for d in docs]
@@ -78,6 +81,7 @@ def build_report(
         environment=tuple(environment_line(d) for d in docs),
         status_counts=tuple(sorted(counts.items())),
         tidy=tidy_frame(frame),
+        validity=tuple(summary_lines(frame.to_dict("records"), docs)),
     )
 
 

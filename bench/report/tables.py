@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bench.validity import invalid_flag
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -127,7 +129,7 @@ class Cell:
     value: float = math.nan
     best: bool = False
     notes: tuple[int, ...] = ()
-    status: str = "ok"  # ok | missing | failed | timeout | skipped
+    status: str = "ok"  # ok | missing | failed | timeout | skipped | invalid (a latency bench.validity rejects)
 
 
 @dataclass(frozen=True)
@@ -525,7 +527,11 @@ def _device_cells(rec: Mapping[str, Any] | None, specs: Sequence[_Spec], notes: 
         return [Cell(str(rec["status"]), notes=(n,), status=str(rec["status"]))] + [Cell(status="missing")] * (
             len(specs) - 1
         )
-    return [Cell(fmt_sig(num(rec.get(s.metric))), num(rec.get(s.metric))) for s in specs]
+    cells = [Cell(fmt_sig(num(rec.get(s.metric))), num(rec.get(s.metric))) for s in specs]
+    if (flag := invalid_flag(rec)) is not None:  # an INVALID latency (bench.validity): flagged, never "best"
+        cells = [Cell(c.text, c.value, status="invalid") for c in cells]
+        cells[0] = Cell(cells[0].text + flag[0], cells[0].value, notes=(notes.add(flag[1], where),), status="invalid")
+    return cells
 
 
 def _accuracy_context(frame: pd.DataFrame) -> str:

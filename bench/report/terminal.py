@@ -13,6 +13,7 @@ from rich.table import Table
 from bench.report.tables import Table as ReportTable
 from bench.report.tables import build_tables, frame_from_records
 from bench.spec import CellSpec
+from bench.validity import annotate_frame, stored_or_judged, summary_lines
 
 
 class ProgressView:
@@ -98,7 +99,7 @@ def _report_tables(records: Iterable[Mapping[str, Any]]) -> list[ReportTable]:
     records = list(records)
     if not records:
         return []
-    return build_tables(frame_from_records(records))
+    return build_tables(annotate_frame(frame_from_records(records)))  # latency verdicts (bench.validity)
 
 
 def print_summary(console: Console, records: Iterable[Mapping[str, Any]], suite: str) -> None:
@@ -110,3 +111,5 @@ def print_summary(console: Console, records: Iterable[Mapping[str, Any]], suite:
             console.print(f"[{i}] {escape(note)}", style="red" if note.startswith(("failed", "timeout")) else None)
     if not tables:
         console.print(f"{suite}: no cells recorded")
+    for line in summary_lines(stored_or_judged(r.get("metrics") or {}) for r in records):  # bench.validity
+        console.print(escape(line), style="red" if "INVALID (" in line else None)
