@@ -574,6 +574,20 @@ def env_changes(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> tupl
     return tuple(EnvChange(f, baseline.get(f), current.get(f)) for f in COMPARABLE if baseline.get(f) != current.get(f))
 
 
+def allocator_changes(baseline: RunSet, current: RunSet) -> tuple[EnvChange, ...]:
+    """The malloc regime its latency was measured under (``latency_malloc``; ``bench.allocator``), if it
+    differs: steady vs system malloc is up to 20% on some models, so it blocks like a change of machine."""
+    from bench.allocator import regime_of
+
+    def regimes(side: RunSet) -> str | None:
+        col = side.frame["latency_malloc"] if "latency_malloc" in side.frame.columns else ()
+        found = sorted({r for r in map(regime_of, col) if r is not None})
+        return "+".join(found) or None  # None: no latency measured, or too old to say
+
+    b, c = regimes(baseline), regimes(current)
+    return (EnvChange("allocator", b, c),) if b and c and b != c else ()
+
+
 def _clean(v: Any) -> Any:
     """A frame value as a plain Python value: NaN -> None, whole floats -> int."""
     if v is None:
@@ -813,7 +827,7 @@ def compare(
     ths = {t.metric: t for t in (thresholds or parse_fail_on(None))}
     for name, spec in METRICS.items():
         ths.setdefault(name, Threshold(name, spec.default, spec.threshold_unit, gating=False))
-    changes = env_changes(baseline.env, current.env)
+    changes = env_changes(baseline.env, current.env) + allocator_changes(baseline, current)
     env_changed = bool(changes) and not allow_env_change
     # Across an environment change the reference moves with the change (1 thread makes it slower too),
     # so letting it veto would hide exactly what changed: use it on the same environment only.

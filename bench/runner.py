@@ -41,6 +41,7 @@ class RunSettings:
     tiers: tuple[str, ...] | None = None  # None: the profile's
     families: tuple[str, ...] | None = None  # None: all
     extra: tuple[tuple[str, Any], ...] = ()  # per-run values metrics read (accuracy: ``data``, ``weights``)
+    allocator: str = "steady"  # malloc regime of every worker: steady | system (bench.allocator)
 
 
 @dataclass
@@ -114,6 +115,12 @@ def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
                 raise UnknownNameError(f"family of suite {suite.name!r}", f, suite.families)
     devices = resolve_devices(settings.devices)
     dtypes = check_dtypes(settings.dtypes or profile.dtypes)
+    from bench.allocator import REGIMES
+
+    if settings.allocator not in REGIMES:
+        from bench.errors import UnknownNameError
+
+        raise UnknownNameError("allocator regime", settings.allocator, REGIMES)
     batches = settings.batch_sizes or profile.batch_sizes
     # The run's batch sizes and dtypes ride along: a metric measured once per variant (accuracy) takes the first.
     extra = freeze({**dict(settings.extra), "batch_sizes": tuple(batches), "dtypes": tuple(dtypes)})
@@ -139,7 +146,8 @@ def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
                                               input_shape=tuple(tier.input_shape), seq_len=seq_len, mode=mode)  # fmt: skip
                                 cells.append(CellSpec(key=key, variant=variant, input_kind=suite.input_kind,
                                                       input_args=suite.input_args, profile=profile,
-                                                      threads=settings.threads, extra=extra))  # fmt: skip
+                                                      threads=settings.threads, extra=extra,
+                                                      allocator=settings.allocator))  # fmt: skip
     if settings.shard:
         cells = select_shard(cells, *settings.shard)
     return cells
@@ -237,6 +245,7 @@ def run(
             "dtypes": list(settings.dtypes or profile.dtypes),
             "batch_sizes": list(settings.batch_sizes or profile.batch_sizes),
             "threads": settings.threads,
+            "allocator": settings.allocator,
             "tiers": list(settings.tiers) if settings.tiers else None,
             "families": list(settings.families) if settings.families else None,
             "shard": f"{settings.shard[0]}/{settings.shard[1]}" if settings.shard else None,
@@ -303,7 +312,7 @@ def find_resumable(out_dir: Path, suite: str, shash: str, settings: dict[str, An
     folder = Path(out_dir) / suite
     if not folder.is_dir():
         return None
-    keys = ("devices", "dtypes", "batch_sizes", "threads", "tiers", "families", "shard")
+    keys = ("devices", "dtypes", "batch_sizes", "threads", "allocator", "tiers", "families", "shard")
     for f in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             doc = load_run(f)

@@ -268,6 +268,7 @@ class CellSpec:
     profile: Profile
     threads: int | None = None
     extra: tuple[tuple[str, Any], ...] = field(default=())  # e.g. data/weights paths
+    allocator: str = "steady"  # malloc regime of the worker process (bench.allocator.REGIMES)
 
     def with_key(self, **changes: Any) -> CellSpec:
         return replace(self, key=replace(self.key, **changes))

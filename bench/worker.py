@@ -99,6 +99,11 @@ def measure_cell(cell: CellSpec, report_phase: Any = lambda phase: None) -> dict
     INPUTS.names()
     import timm  # noqa: F401
 
+    # The run's malloc regime holds for the whole process; measurements restore to it (bench.metrics._malloc).
+    from bench.allocator import metric_order
+    from bench.metrics._malloc import apply_process_regime
+
+    apply_process_regime(cell.allocator)
     baseline = {"rss_bytes": _rss_bytes()}
     if cell.threads:
         torch.set_num_threads(cell.threads)
@@ -116,7 +121,7 @@ def measure_cell(cell: CellSpec, report_phase: Any = lambda phase: None) -> dict
         inputs = INPUTS.get(cell.input_kind)(cell, cell.key.batch_size, device, dtype)
         ctx = MetricContext(cell=cell, model=model, inputs=inputs, device=device, dtype=dtype,
                             report_phase=report_phase, baseline=baseline)  # fmt: skip
-        for name in cell.profile.metrics:
+        for name in metric_order(cell.profile.metrics, cell.allocator):
             phase = name
             load = load_1m()  # the load around the latency measurement goes in its record (bench.validity)
             rec["metrics"].update(METRICS.get(name)(ctx))

@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads", default=None, type=int, help="CPU threads per cell (default: torch's default, all cores)"
     )
+    p.add_argument("--allocator", default="steady", choices=("steady", "system"),
+                   help="malloc regime of the measurements: steady (default; glibc keeps freed memory, as jemalloc/"
+                        "tcmalloc do: steady between processes) or system (malloc untouched, as torch.utils.benchmark "
+                        "and a user's own process see it); recorded, and compare refuses to mix them")  # fmt: skip
     p.add_argument("--tier", default=None, type=_str_list, help="only these tiers (comma list)")
     p.add_argument("--family", default=None, type=_str_list, help="only these families (comma list)")
     p.add_argument("--shard", default=None, help="run shard K of N (e.g. 2/4): a deterministic 1/N of the cells")
@@ -84,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         tiers=args.tier,
         families=args.family,
         extra=extra,
+        allocator=args.allocator,
     )
     cells = runner.expand(suite, settings)  # bad names fail here, before any file is written
     _check_writable(args.out)

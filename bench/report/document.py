@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.allocator import run_regime
 from bench.report.tables import FLOP_CONVENTION, RunAnalysis, Table, build_tables, scaling_tables, tidy_frame
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ def environment_line(doc: Mapping[str, Any]) -> str:
         f"host {env.get('host') or '?'}",
         f"CPU {env.get('cpu_model') or '?'}",
         f"{settings.get('threads') or env.get('threads') or '?'} threads",
+        f"malloc {run_regime(doc) or '?'}",
         f"torch {env.get('torch') or '?'}",
         f"timm {env.get('timm') or '?'}",
         f"GPU {gpu} (CUDA {env.get('cuda') or '?'}, driver {env.get('gpu_driver') or '?'})" if gpu else "no GPU",
