@@ -6,6 +6,11 @@ Public API (imported lazily so that ``import bench`` stays cheap in worker proce
     bench.measure_latency(model, example_inputs, ...)   -> LatencyMeasurement (raw samples kept)
     bench.measure_memory(model, example_inputs, ...)    -> MemoryMeasurement
     bench.load_results(paths)                           -> pandas.DataFrame, one row per cell
+
+``measure_latency`` times under the process's own ``malloc`` by default (``allocator="system"``, as
+``torch.utils.benchmark`` does); ``allocator="steady"`` times as ``aigc-bench run`` does. The measuring
+calls leave the caller's process as they found it -- threads, grad mode, torch's RNG and flags, and
+``malloc`` no slower than before (see ``bench.metrics._malloc``).
 """
 
 from __future__ import annotations
