@@ -103,6 +103,16 @@ class _Tally:
         self._stack: list[str] = []
         self._active: tuple[str, ...] = ()
         self._rules: dict[Any, tuple[Any, Any, bool, str]] = {}
+        self._paused = 0  # > 0 while an op counted whole runs its parts
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Ignore the ops run inside (they are parts of one op that is counted whole)."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
 
     # module tracking (global forward hooks; only modules of the counted model are tracked)
     def enter(self, module: nn.Module, *_: Any) -> None:
@@ -119,6 +129,8 @@ class _Tally:
             self._active = tuple(dict.fromkeys(self._stack))
 
     def record(self, func: Any, args: Sequence[Any], kwargs: dict[str, Any] | None, out: Any) -> None:
+        if self._paused:
+            return
         rule = self._rules.get(func)
         if rule is None:
             rule = self._rules[func] = (*_ops.classify(func), _ops.op_name(func))
@@ -280,19 +292,53 @@ def _all_meta(x: Any) -> bool:
     return True
 
 
-class _MetaRNNShortcut(TorchFunctionMode):
-    def __init__(self, tally: _Tally) -> None:
+# ---------------------------------------------------------------------------------------------
+# Complex convolution. conv1d/2d/3d and conv_transpose1d/2d/3d on complex tensors run, inside
+# their composite kernels, as three real convolutions (Gauss's trick) plus additions, which is
+# all the dispatch mode would see. MACs are counted in the operands' own element type (a complex
+# multiply-accumulate is one MAC, as for complex mm/bmm/matmul), so the call is counted whole with
+# the convolution formula and its parts are not counted. On meta this is always on; on real
+# tensors only for models whose parameters, buffers or inputs are complex (see _run).
+
+_CONV_FUNCS: dict[Any, bool] = {  # function -> transposed
+    torch.conv1d: False,
+    torch.conv2d: False,
+    torch.conv3d: False,
+    torch.conv_transpose1d: True,
+    torch.conv_transpose2d: True,
+    torch.conv_transpose3d: True,
+}
+
+
+def _complex_conv_inputs(args: Sequence[Any], kwargs: Mapping[str, Any], transposed: bool) -> list[Any]:
+    """``aten::convolution``'s argument list for the formulas: input, weight, bias, ..., transposed."""
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    return [args[0], args[1] if len(args) > 1 else kwargs["weight"], bias, None, None, None, transposed]
+
+
+class _FunctionCounter(TorchFunctionMode):
+    """Calls counted whole at the torch-function level, before their composite kernels split them."""
+
+    def __init__(self, tally: _Tally, *, meta: bool) -> None:
         super().__init__()
         self.tally = tally
+        self.meta = meta
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
-        kind = _RNN_FUNCS.get(func)
+        kwargs = kwargs or {}
+        kind = _RNN_FUNCS.get(func) if self.meta else None
         if kind is not None and not kwargs and isinstance(args[0], Tensor) and args[0].device.type == "meta":
             if _all_meta(args):
                 op, outputs = _rnn_outputs(kind, args)
                 self.tally.record(op, args, None, outputs)
                 return outputs if len(outputs) > 1 else outputs[0]
-        return func(*args, **(kwargs or {}))
+        transposed = _CONV_FUNCS.get(func)
+        if transposed is not None and args and isinstance(args[0], Tensor) and args[0].is_complex():
+            with self.tally.paused():
+                out = func(*args, **kwargs)
+            self.tally.record(aten_op("convolution"), _complex_conv_inputs(args, kwargs, transposed), None, out)
+            return out
+        return func(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,7 +356,10 @@ def meta_copy(model: nn.Module) -> nn.Module:
         if id(t) in memo:
             continue
         meta = torch.empty_like(t, device="meta")
-        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+        if isinstance(t, nn.Parameter):
+            memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad)
+        else:
+            memo[id(t)] = _ops.keep_host_values(t, meta)  # e.g. sequence offsets kept as a buffer
     return copy.deepcopy(model, memo)
 
 
@@ -332,13 +381,13 @@ def map_tensors(x: Any, fn: Callable[[Tensor], Tensor]) -> Any:
 
 
 def _to_meta(t: Tensor) -> Tensor:
-    return t.to("meta")
+    return _ops.keep_host_values(t, t.to("meta"))
 
 
 def _keep_lengths_on_host(t: Tensor) -> Tensor:
     if t.dim() == 1 and t.dtype == torch.int64 and t.device.type == "cpu":
         return t
-    return t.to("meta")
+    return _to_meta(t)
 
 
 def _any_meta(x: Any) -> bool:
@@ -370,16 +419,32 @@ def _module_hooks(tally: _Tally) -> Iterator[None]:
         post.remove()
 
 
+def _holds_complex(model: nn.Module, inputs: Any) -> bool:
+    found = any(t.is_complex() for t in itertools.chain(model.parameters(), model.buffers()))
+
+    def check(t: Tensor) -> Tensor:
+        nonlocal found
+        found = found or t.is_complex()
+        return t
+
+    map_tensors(inputs, check)
+    return found
+
+
 def _run(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, meta: bool, default_meta: bool) -> _Tally:
     tally = _Tally({id(m): n for n, m in model.named_modules()})
+    # Any torch-function mode turns off the fused fast paths of nn.MultiheadAttention and
+    # nn.TransformerEncoderLayer (they check has_torch_function), so on real tensors the function
+    # counter is used only where it is needed: complex models (their convolutions).
+    functions = meta or _holds_complex(model, (args, kwargs))
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
         stack.enter_context(_module_hooks(tally))
         if default_meta:
             # Tensors built inside forward without a device (torch.arange(n)) land on meta too.
             stack.enter_context(torch.device("meta"))
-        if meta:
-            stack.enter_context(_MetaRNNShortcut(tally))
+        if functions:
+            stack.enter_context(_FunctionCounter(tally, meta=meta))
         stack.enter_context(_DispatchCounter(tally))
         model(*args, **kwargs)
     return tally

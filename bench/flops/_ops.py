@@ -151,6 +151,13 @@ def _addmv(inputs: Sequence[Any], outputs: Any) -> int:
 def _matmul(inputs: Sequence[Any], outputs: Any) -> int:
     # Broadcasting batched matmul: every output element is one dot product of length K.
     a = inputs[0]
+    if a.is_nested:
+        # Nested (e.g. the math path of SDPA on jagged tensors): per component, its output
+        # elements times its own reduction length (sequence i: h*L_i*L_i*E for Q K^T).
+        out = _first_tensor(outputs)
+        ks = [int(s[-1]) for s in a._nested_tensor_size().tolist()]
+        outs = [numel(s) for s in out._nested_tensor_size().tolist()]
+        return sum(o * k for o, k in zip(outs, ks, strict=True))
     return max(out_numel(outputs), 1) * a.shape[-1]
 
 
@@ -207,9 +214,40 @@ def _cdist(inputs: Sequence[Any], outputs: Any) -> int:
     return out_numel(outputs) * inputs[0].shape[-1]
 
 
+@macs("_euclidean_dist")
+def _euclidean_dist(inputs: Sequence[Any], outputs: Any) -> int:
+    # torch.cdist's default path for p=2 with more than 25 rows: ||x||^2 + ||y||^2 - 2 x.y, with
+    # the cross term x.y one GEMM (B, P, M) x (B, M, R). Counted like _cdist_forward: B*P*R*M
+    # (the kernel pads the GEMM by two columns to fold the norms in; those are other FLOPs).
+    return out_numel(outputs) * inputs[0].shape[-1]
+
+
 @macs("_pdist_forward")
 def _pdist(inputs: Sequence[Any], outputs: Any) -> int:
     return out_numel(outputs) * inputs[0].shape[-1]
+
+
+@macs("_trilinear")
+def _trilinear(inputs: Sequence[Any], outputs: Any) -> int:
+    """``_trilinear(i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim)``: sum over ``sumdim`` of
+    the product of three operands unsqueezed at their ``expand`` dims (``nn.Bilinear``: x1^T A x2).
+
+    One MAC per point of the joint index space (output dims x summed dims): for ``nn.Bilinear``
+    that is batch x out x in1 x in2.
+    """
+    sizes: list[int] = []
+    for t, expand in zip(inputs[:3], inputs[3:6], strict=True):
+        shape = list(t.shape)
+        for d in sorted(int(e) for e in expand):
+            shape.insert(d, 1)
+        sizes = [max(a, b) for a, b in zip(sizes, shape, strict=True)] if sizes else shape
+    return numel(sizes)
+
+
+@macs("addr")
+def _addr(inputs: Sequence[Any], outputs: Any) -> int:
+    # beta * input + alpha * outer(vec1, vec2): one product per output element.
+    return inputs[1].numel() * inputs[2].numel()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,6 +281,13 @@ def _convolution(inputs: Sequence[Any], outputs: Any) -> int:
 )
 def _backend_conv(inputs: Sequence[Any], outputs: Any) -> int:
     return _conv(inputs[0], inputs[1], outputs, transposed=False)
+
+
+@macs("conv_tbc")
+def _conv_tbc(inputs: Sequence[Any], outputs: Any) -> int:
+    # input (T, B, C_in), weight (K, C_in, C_out) -> output (T_out, B, C_out)
+    w = inputs[1]
+    return out_numel(outputs) * w.shape[0] * w.shape[1]
 
 
 @macs("cudnn_convolution_transpose", "slow_conv_transpose2d", "slow_conv_transpose3d", "miopen_convolution_transpose")
@@ -288,15 +333,48 @@ def _sdpa(inputs: Sequence[Any], outputs: Any) -> int:
     return _attn_bhld(inputs[0], inputs[1], inputs[2])
 
 
+#: attribute of a meta copy of a small 1-D integer tensor that holds the real tensor it was made from
+HOST_VALUES_ATTR = "_bench_host_values"
+#: 1-D integer tensors up to this many elements keep their values when copied to meta
+HOST_VALUES_MAX_NUMEL = 1 << 20
+
+
+def keep_host_values(real: Tensor, meta: Tensor) -> Tensor:
+    """``meta``, remembering ``real`` when it is a small 1-D integer tensor with values (offsets, lengths).
+
+    Formulas that need values (varlen attention's cumulative sequence offsets) read them back with
+    :func:`host_values`; every other op sees a plain meta tensor.
+    """
+    if (
+        meta is not real
+        and real.device.type != "meta"
+        and real.dim() == 1
+        and not real.dtype.is_floating_point
+        and not real.dtype.is_complex
+        and real.numel() <= HOST_VALUES_MAX_NUMEL
+    ):
+        setattr(meta, HOST_VALUES_ATTR, real)
+    return meta
+
+
+def host_values(t: Tensor) -> Tensor:
+    """``t``, or the real tensor a meta copy was made from; ValueError when values are unknown."""
+    if t.device.type != "meta":
+        return t
+    real = getattr(t, HOST_VALUES_ATTR, None)
+    if real is None:
+        raise ValueError("values unknown: a meta tensor not copied from the inputs (computed inside forward?)")
+    return real
+
+
 def _varlen_pairs(cum_q: Tensor, cum_k: Tensor) -> int:
     """Sum of L_i * S_i over the sequences of a varlen (packed) batch, from cumulative offsets.
 
-    Needs real offsets: on meta their values are unknown, and the formula fails (so the op is
-    reported as uncounted rather than guessed).
+    Needs the offsets' values: given as inputs (or buffers) they are kept when counting on meta;
+    computed on meta inside forward they are unknown and the formula fails (so the op is reported
+    as uncounted rather than guessed).
     """
-    if cum_q.device.type == "meta" or cum_k.device.type == "meta":
-        raise ValueError("varlen attention offsets are meta tensors")
-    lq, lk = cum_q.diff().tolist(), cum_k.diff().tolist()
+    lq, lk = host_values(cum_q).diff().tolist(), host_values(cum_k).diff().tolist()
     return int(sum(a * b for a, b in zip(lq, lk, strict=True)))
 
 
@@ -434,7 +512,8 @@ def _per_in(cost: int) -> Formula:
     return f
 
 
-other("addmm", "baddbmm", "addbmm", "addmv")(_bias_out(0))  # the bias (or `input`) add
+other("addmm", "baddbmm", "addbmm", "addmv", "addr")(_bias_out(0))  # the bias (or `input`) add
+other("conv_tbc")(_bias_out(2))
 other("convolution", "_convolution", "mkldnn_convolution")(_bias_out(2))
 other("linear")(_bias_out(2))
 other("_softmax", "_log_softmax", "_safe_softmax", "_masked_softmax", "softmax", "log_softmax")(_per_in(SOFTMAX_COST))
@@ -477,11 +556,36 @@ other("logsumexp", "prod", "cumsum", "cumprod", "argmax", "argmin", "topk", "sor
 other("_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_max_pool2d", "adaptive_max_pool3d")(_per_in(1))
 other("adaptive_max_pool1d", "_adaptive_avg_pool1d")(_per_in(1))
 # Interpolation: taps per output element.
-other("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact2d")(_per_out(1))
+other("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d")(_per_out(1))
+other("_upsample_nearest_exact1d", "_upsample_nearest_exact2d", "_upsample_nearest_exact3d")(_per_out(1))
 other("upsample_linear1d")(_per_out(2))
-other("upsample_bilinear2d", "_upsample_bilinear2d_aa", "grid_sampler_2d")(_per_out(4))
-other("upsample_trilinear3d", "grid_sampler_3d")(_per_out(8))
+other("upsample_bilinear2d", "_upsample_bilinear2d_aa", "cudnn_grid_sampler")(_per_out(4))
+other("upsample_trilinear3d")(_per_out(8))
 other("upsample_bicubic2d", "_upsample_bicubic2d_aa")(_per_out(16))
+
+#: grid_sampler_2d/3d's ``interpolation_mode`` (0 bilinear/trilinear, 1 nearest, 2 bicubic) -> taps
+GRID_TAPS_2D = {0: 4, 1: 1, 2: 16}
+GRID_TAPS_3D = {0: 8, 1: 1}
+
+
+def _grid_sampler(taps: dict[int, int]) -> Formula:
+    # (input, grid, interpolation_mode, padding_mode, align_corners): taps per output element.
+    def f(inputs: Sequence[Any], outputs: Any) -> int:
+        return taps[int(inputs[2])] * out_numel(outputs)
+
+    return f
+
+
+other("grid_sampler_2d", "_grid_sampler_2d_cpu_fallback")(_grid_sampler(GRID_TAPS_2D))
+other("grid_sampler_3d")(_grid_sampler(GRID_TAPS_3D))
+
+
+@other("_euclidean_dist")
+def _euclidean_dist_other(inputs: Sequence[Any], outputs: Any) -> int:
+    # Squared norms (one per input element) and, per output, adding them in and the square root.
+    return _tensor_numel(inputs[0]) + _tensor_numel(inputs[1]) + 2 * out_numel(outputs)
+
+
 other("col2im", "embedding_bag", "_embedding_bag", "_embedding_bag_forward_only", "native_dropout")(_per_out(1))
 other("scatter_add", "scatter_add_", "scatter_reduce", "scatter_reduce_", "index_add", "index_add_")(_per_out(1))
 other("index_reduce", "index_reduce_", "segment_reduce", "_segment_reduce", "fractional_max_pool2d")(_per_out(1))
@@ -625,6 +729,7 @@ view_copy expand_copy permute_copy t_copy transpose_copy squeeze_copy unsqueeze_
 split_copy split_with_sizes_copy unbind_copy unfold_copy as_strided_copy alias_copy detach_copy diagonal_copy
 narrow_copy _unsafe_index _unsafe_index_put _unsafe_masked_index _unsafe_masked_index_put_accumulate
 take_along_dim diag diag_embed max_unpool2d max_unpool3d _conj_copy _neg_view_copy
+_linalg_check_errors sym_is_contiguous is_contiguous _nested_tensor_from_tensor_list
 """.split()
 
 ZERO_OPS: set[Any] = set(_ops(*ZERO_OP_NAMES))
