@@ -450,6 +450,35 @@ def _run(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, met
     return tally
 
 
+@contextlib.contextmanager
+def _restoring_state(model: nn.Module, inputs: Any) -> Iterator[None]:
+    """Undo what a real forward changes: buffers (batch-norm statistics in training mode) and the RNGs (dropout).
+
+    Snapshotting the buffers, rather than running a deep copy of the model, costs a copy of the
+    buffers only and works for models that cannot be copied (a module holding a lock).
+    """
+    saved = [(mod, name, buf, buf.clone()) for mod in model.modules() for name, buf in mod._buffers.items()
+             if buf is not None]  # fmt: skip
+    cuda: set[int] = set()
+
+    def note_cuda(t: Tensor) -> Tensor:
+        if t.device.type == "cuda":
+            cuda.add(t.device.index or 0)
+        return t
+
+    map_tensors([list(model.parameters()), [entry[2] for entry in saved], inputs], note_cuda)
+    try:
+        with torch.random.fork_rng(devices=sorted(cuda)):
+            yield
+    finally:
+        with torch.no_grad():
+            for mod, name, buf, copy_ in saved:
+                if mod._buffers.get(name) is not buf:
+                    mod._buffers[name] = buf  # the forward rebound it
+                if not torch.equal(buf, copy_):  # only what changed: an unchanged inference tensor stays untouched
+                    buf.copy_(copy_)
+
+
 def _split_inputs(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if isinstance(example_inputs, Mapping):
         return (), dict(example_inputs)
@@ -489,7 +518,8 @@ def count_flops(
     t0 = time.perf_counter()
     args, kwargs = _split_inputs(example_inputs)
     if device is None:
-        tally = _run(model, args, kwargs, meta=False, default_meta=False)
+        with _restoring_state(model, (args, kwargs)):
+            tally = _run(model, args, kwargs, meta=False, default_meta=False)
         return tally.result("real", time.perf_counter() - t0)
     if str(device) != "meta":
         raise ValueError(f"device must be 'meta' or None, not {device!r}")
@@ -513,6 +543,6 @@ def count_flops(
     if _any_meta((args, kwargs)):
         raise RuntimeError(f"cannot count {type(model).__name__} on meta ({why}) and its inputs are meta tensors")
     log.info("counting %s on real tensors: meta failed with %s", type(model).__name__, why)
-    real = copy.deepcopy(model) if model.training else model
-    tally = _run(real, args, kwargs, meta=False, default_meta=False)
+    with _restoring_state(model, (args, kwargs)):
+        tally = _run(model, args, kwargs, meta=False, default_meta=False)
     return tally.result(f"fallback:real tensors (meta failed: {why})", time.perf_counter() - t0)
