@@ -88,6 +88,15 @@ def test_corrupt_or_mismatched_checkpoints_are_clear_errors(tmp_path: Path, imag
         evaluate_checkpoint(spec, image_folder, tmp_path)
 
 
+def test_a_decompression_bomb_is_the_documented_evaluation_error(
+    tmp_path: Path, image_folder: Path, monkeypatch
+) -> None:
+    _saved_model(tmp_path / "w", ".safetensors")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # each 48x40 image is now over twice PIL's limit: a "bomb"
+    with pytest.raises(EvaluationError, match=r"cannot read image .*cat/0\.png \(DecompressionBombError: "):
+        evaluate_checkpoint(VariantSpec("resnet", f"timm:{MODEL}"), image_folder, tmp_path / "w")
+
+
 def _cell(extra: dict, tier: str = "tiny") -> CellSpec:
     from bench.sizing import resolve_tier
     from bench.spec import Tier
@@ -108,6 +117,8 @@ def test_a_cell_evaluates_the_checkpoint_and_a_bad_one_fails_only_its_cell(tmp_p
     m = rec["metrics"]
     assert m["dataset"] == "imagefolder:val" and m["eval_samples"] == 6 and 0 <= m["accuracy_top1"] <= 1
     assert m["accuracy_top5"] == 1.0 and m["train_budget"] == f"checkpoint {MODEL}.safetensors"
+    # two images per class: the cell says how little its accuracy means
+    assert any("3 of 3 classes have fewer than 10 images" in n for n in rec["notes"]), rec["notes"]
 
     rec = measure_cell(_cell({"data": str(image_folder), "weights": str(tmp_path / "nowhere")}))
     assert rec["status"] == "failed" and "--weights" in rec["error"] and "no such folder" in rec["error"]

@@ -253,3 +253,107 @@ def test_an_unreadable_dataset_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "cifar-10-batches-py").mkdir()
     with pytest.raises(EvaluationError, match="cannot read cifar10"):
         open_dataset(tmp_path)
+
+
+# --- user data: links, classes, images (issue 12) ----------------------------------------------------------
+
+
+def _image_folder(root: Path, sizes: dict[str, int], nested: bool = False) -> Path:
+    """``root/<class>/<i>.png``: small random RGB images, ``sizes[class]`` of them (one in ``sub/`` if nested)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, n in sizes.items():
+        (root / c / "sub").mkdir(parents=True)
+        for i in range(n):
+            where = root / c / "sub" if nested and i == 0 else root / c
+            Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(where / f"{i}.png")
+    return root
+
+
+def test_the_walk_matches_torchvision_and_survives_link_loops(tmp_path: Path) -> None:
+    from torchvision.datasets import ImageFolder
+
+    from bench.accuracy.evaluate import SafeImageFolder, dataset_warnings
+
+    root = _image_folder(tmp_path / "val", {"cat": 3, "dog": 3}, nested=True)
+    clean = ImageFolder(str(root))
+    ours, name, classes = open_dataset(root)
+    assert ours.samples == clean.samples and classes == ["cat", "dog"] and name == "imagefolder:val"
+
+    (root / "cat" / "up").symlink_to("..")  # back to the dataset folder: torchvision walks it until ELOOP
+    (root / "dog" / "sub" / "self").symlink_to(".")  # a loop
+    (root / "dog" / "again.png").symlink_to(root / "cat" / "1.png")  # another name for a cat image
+    (root / "dog" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    shared = _image_folder(tmp_path / "shared", {"extra": 2})  # a link to a folder outside the tree is followed
+    (root / "dog" / "more").symlink_to(shared / "extra")
+    (root / "cat" / "more").symlink_to(shared / "extra")  # ...once: the same images again are duplicates
+    ds, _, _ = open_dataset(root)
+    assert isinstance(ds, SafeImageFolder)
+    # cat/1.png, cat/2.png, then cat/more/ (sorted before cat/sub/), then torchvision's own order again
+    assert [p for p, _ in ds.samples] == [p for p, _ in clean.samples[:2]] + [
+        str(root / "cat" / "more" / f) for f in ("0.png", "1.png")] + [p for p, _ in clean.samples[2:]]  # fmt: skip
+    assert ds.targets == [0] * 5 + [1] * 3
+    assert dict(ds.skipped) == {"links": 3, "duplicates": 1, "broken": 1}
+    (skips,) = [w for w in dataset_warnings(ds) if w.startswith("skipped")]
+    assert "3 directory links" in skips and "1 images reached twice" in skips and "1 broken links" in skips
+
+    (tmp_path / "loop").mkdir()
+    _image_folder(tmp_path / "loop", {"a": 1})
+    (tmp_path / "loop" / "b").symlink_to(tmp_path / "loop")  # a class folder that is the dataset itself
+    with pytest.raises(EvaluationError, match="class folder 'b' is a link to .*link loop"):
+        open_dataset(tmp_path / "loop")
+
+
+def test_one_class_is_refused_and_unbalanced_or_small_classes_warn(tmp_path: Path) -> None:
+    from bench.accuracy.evaluate import MIN_IMAGES_PER_CLASS, dataset_warnings
+
+    with pytest.raises(EvaluationError, match=r"one class folder \(cat\).*100%.*at least 2 classes"):
+        open_dataset(_image_folder(tmp_path / "one", {"cat": 3}))
+    ds, _, _ = open_dataset(_image_folder(tmp_path / "fine", {"a": MIN_IMAGES_PER_CLASS, "b": MIN_IMAGES_PER_CLASS}))
+    assert dataset_warnings(ds) == []
+    ds, _, _ = open_dataset(_image_folder(tmp_path / "skewed", {"big": 22, "small": 2}))
+    small, skew = dataset_warnings(ds)
+    assert small.startswith("1 of 2 classes have fewer than 10 images (small 2)")
+    assert skew == "very unbalanced classes (big 22 images, the smallest 2): always predicting big scores 92% top-1"
+    (tmp_path / "hollow" / "a").mkdir(parents=True)
+    _image_folder(tmp_path / "hollow", {"b": 1})
+    with pytest.raises(EvaluationError, match=r"no images in class folder\(s\) a"):
+        open_dataset(tmp_path / "hollow")
+
+
+@pytest.mark.parametrize("fault", ["bomb", "truncated", "not an image"])
+def test_an_unreadable_image_is_an_evaluation_error_naming_it(tmp_path: Path, fault: str, monkeypatch) -> None:
+    from PIL import Image
+    from torchvision.transforms import ToTensor
+
+    from bench.accuracy.evaluate import evaluate_model
+
+    root = _image_folder(tmp_path / "val", {"a": 2, "b": 2})
+    bad = root / "b" / "1.png"
+    if fault == "bomb":  # PIL's DecompressionBombError is not an OSError; the limit is lowered, not the image raised
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    elif fault == "truncated":
+        bad.write_bytes(bad.read_bytes()[:100])
+    else:
+        bad.write_bytes(b"GIF89a but not really")
+    ds, _, _ = open_dataset(root, ToTensor())
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 12 * 10, 2))
+    with pytest.raises(
+        EvaluationError, match=r"cannot read image .*/(a/0|b/1)\.png \((DecompressionBomb|OSError|Unid)"
+    ):
+        evaluate_model(model, ds)
+
+
+def test_a_checkpoint_holding_objects_is_refused_without_suggesting_weights_only_false(tmp_path: Path) -> None:
+    import argparse
+
+    state = cnn1d(width=4).state_dict()
+    torch.save({"state_dict": state, "args": argparse.Namespace(lr=0.1)}, tmp_path / "m.pth")
+    with pytest.raises(EvaluationError) as info:
+        load_weights(cnn1d(width=4), tmp_path / "m.pth")
+    text = str(info.value)
+    assert text == (f"{tmp_path / 'm.pth'}: cannot read checkpoint: it holds objects that are not plain tensors "
+                    "(argparse.Namespace) and cannot be loaded safely; save only the model's state_dict (tensors), "
+                    "e.g. as .safetensors")  # fmt: skip
+    assert "weights_only" not in text and "safe_globals" not in text and "\n" not in text
