@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -242,6 +243,26 @@ def test_latency_metric_records_samples_and_tokens_per_s():
     assert "tokens_per_s" not in latency_metric(context(cell(), []))
 
 
+@pytest.mark.parametrize("regime", ["system", "steady"])
+def test_latency_metric_times_model_and_reference_under_the_cells_regime(monkeypatch, regime):
+    seen: list[tuple[str, str]] = []
+    fake = LatencyMeasurement(samples_ms=(1.0, 1.0, 1.0), number_per_sample=1, device="cpu", mode="infer",
+                              warmup_iters=3, threads=1)  # fmt: skip
+
+    def timed(*a, allocator, **k):
+        seen.append(("model", allocator))
+        return fake
+
+    def ref(*a, allocator, **k):
+        seen.append(("reference", allocator))
+        return [5.0, 5.0, 5.0]
+
+    monkeypatch.setattr(lat, "measure_latency", timed)
+    monkeypatch.setattr(lat, "measure_speed_reference", ref)
+    latency_metric(context(replace(cell(), allocator=regime), []))
+    assert seen == [("reference", regime), ("model", regime), ("reference", regime)]
+
+
 def test_speed_reference_times_a_fixed_network(monkeypatch):
     calls: list[tuple[torch.Size, int, bool]] = []
     real_forward = lat.ReferenceNet.forward
@@ -322,6 +343,8 @@ def test_latency_metric_notes_noisy_measurements(monkeypatch):
     noisy = LatencyMeasurement(samples_ms=(1.0, 2.0, 3.0, 4.0), number_per_sample=1, device="cpu", mode="infer",
                                warmup_iters=3, threads=1)  # fmt: skip
     monkeypatch.setattr(lat, "measure_latency", lambda *a, **k: noisy)
+    # A steady machine: the real reference on a loaded machine may move and add a note of its own.
+    monkeypatch.setattr(lat, "measure_speed_reference", lambda *a, **k: [5.0, 5.0, 5.0])
     ctx = context(cell(), [])
     assert latency_metric(ctx)["latency_noisy"] is True
     assert len(ctx.notes) == 1 and "IQR/median" in ctx.notes[0]
