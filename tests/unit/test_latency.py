@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import replace
 
 import pytest
 import torch
@@ -259,7 +258,7 @@ def test_latency_metric_times_model_and_reference_under_the_cells_regime(monkeyp
 
     monkeypatch.setattr(lat, "measure_latency", timed)
     monkeypatch.setattr(lat, "measure_speed_reference", ref)
-    latency_metric(context(replace(cell(), allocator=regime), []))
+    latency_metric(context(dataclasses.replace(cell(), allocator=regime), []))
     assert seen == [("reference", regime), ("model", regime), ("reference", regime)]
 
 
