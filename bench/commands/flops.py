@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import math
 import re
 from typing import Any
 
@@ -35,17 +36,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run)
 
 
+#: largest accepted batch size or dimension of --input-shape (int32: one sample's axis, not a tensor's size)
+MAX_DIM = 2**31 - 1
+#: largest input (batch x one sample's elements) built for real: suite inputs are real tensors (1 GiB in fp32)
+MAX_REAL_INPUT_ELEMENTS = 2**28
+
+_SHAPE_HELP = "comma-separated positive integers like 3,224,224"
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
-    """``"3,224,224"`` (or ``3x224x224``) -> ``(3, 224, 224)``; a UsageError names the bad input."""
-    parts = [p for p in re.split(r"[,x\s]+", text.strip()) if p]
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise UsageError(
-            f"--input-shape must be comma-separated positive integers like 3,224,224, not {text!r}"
-        ) from None
-    if not shape or any(s <= 0 for s in shape):
-        raise UsageError(f"--input-shape must be comma-separated positive integers like 3,224,224, not {text!r}")
+    """``"3,224,224"`` (or ``3x224x224``) -> ``(3, 224, 224)``; a UsageError names the bad input.
+
+    Every element must be an integer in ``1..MAX_DIM``: an empty shape, an empty element (``3,,224``),
+    zero, negative or non-integer elements and absurd sizes are refused rather than guessed.
+    """
+    parts = [p.strip() for p in re.split(r"[,x]", text.strip())]
+    if not text.strip():
+        raise UsageError(f"--input-shape must be {_SHAPE_HELP}, not an empty string (omit it for the default)")
+    if any(not p for p in parts):
+        raise UsageError(f"--input-shape must be {_SHAPE_HELP}, not {text!r} (an empty element)")
+    if not all(re.fullmatch(r"[0-9]+", p) for p in parts):
+        raise UsageError(f"--input-shape must be {_SHAPE_HELP}, not {text!r}")
+    shape = tuple(int(p) for p in parts)
+    if any(s < 1 for s in shape):
+        raise UsageError(f"--input-shape must be {_SHAPE_HELP}, not {text!r} (sizes start at 1)")
+    if any(s > MAX_DIM for s in shape):
+        raise UsageError(f"--input-shape {text!r}: each size must be at most {MAX_DIM:,}")
     return shape
 
 
@@ -62,6 +78,14 @@ def _timm_model(name: str, shape: tuple[int, ...] | None) -> tuple[Any, tuple[in
     if shape is None:
         shape = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
     return model, shape
+
+
+def _real_size(size: tuple[int, ...]) -> tuple[int, ...]:
+    """``size``, or a UsageError when a real tensor of that size would be too large to build."""
+    if math.prod(size) > MAX_REAL_INPUT_ELEMENTS:
+        raise UsageError(f"a real input of {'x'.join(map(str, size))} ({math.prod(size):,} elements) is too large: "
+                         f"at most {MAX_REAL_INPUT_ELEMENTS:,} (MACs scale linearly with the batch)")  # fmt: skip
+    return size
 
 
 def _suite_model(
@@ -87,6 +111,8 @@ def _suite_model(
     key = CellKey(suite=suite.name, tier=tier.name, family=family, model=variant.model, device="cpu", dtype="fp32",
                   batch_size=batch, input_shape=tuple(shape or tier.input_shape), seq_len=seq_len, mode="infer")  # fmt: skip
     cell = CellSpec(key=key, variant=variant, input_kind=suite.input_kind, input_args=suite.input_args, profile=profile)
+    # Suite inputs are built for real (their makers choose values and dtypes): refuse absurd sizes first.
+    _real_size((batch, *key.input_shape, *((seq_len,) if seq_len else ())))
     model = build_model(variant).eval()
     inputs = INPUTS.get(suite.input_kind)(cell, batch, "cpu", torch.float32)
     return model, tuple(inputs), key.input_shape
@@ -97,22 +123,27 @@ def _run(args: argparse.Namespace) -> int:
 
     from bench.flops import count_flops
 
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, not {args.batch_size}")
-    shape = parse_shape(args.input_shape) if args.input_shape else None
+    if not 1 <= args.batch_size <= MAX_DIM:
+        raise UsageError(f"--batch-size must be between 1 and {MAX_DIM:,}, not {args.batch_size}")
+    if args.seq_len is not None and not 1 <= args.seq_len <= MAX_DIM:
+        raise UsageError(f"--seq-len must be between 1 and {MAX_DIM:,}, not {args.seq_len}")
+    # None: the default shape; an empty string is an error (it used to mean the default silently).
+    shape = parse_shape(args.input_shape) if args.input_shape is not None else None
     ref = args.model
-    if ref.startswith("timm:"):
+    is_timm, is_suite = ref.startswith("timm:"), ref.count("/") == 2 and all(ref.split("/"))
+    if not (is_timm or is_suite):
+        raise UsageError(f"MODEL must be timm:<name> or SUITE/TIER/FAMILY, not {ref!r}")
+    if is_timm:
         model, shape = _timm_model(ref[len("timm:") :], shape)
         model.eval()
         # Meta inputs: nothing is allocated even at large batches (real ones only if meta fails).
-        inputs: Any = torch.empty((args.batch_size, *shape), device="meta")
-        real_inputs = lambda: torch.randn((args.batch_size, *shape))  # noqa: E731
-    elif ref.count("/") == 2 and all(ref.split("/")):
-        model, inputs, shape = _suite_model(ref, shape, args.batch_size, args.seq_len)
-        real_inputs = lambda: inputs  # noqa: E731
-    else:
-        raise UsageError(f"MODEL must be timm:<name> or SUITE/TIER/FAMILY, not {ref!r}")
+        real_inputs = lambda: torch.randn(_real_size((args.batch_size, *shape)))  # noqa: E731
     try:
+        if is_timm:
+            inputs: Any = torch.empty((args.batch_size, *shape), device="meta")
+        else:
+            model, inputs, shape = _suite_model(ref, shape, args.batch_size, args.seq_len)
+            real_inputs = lambda: inputs  # noqa: E731
         try:
             count = count_flops(model, inputs)
         except RuntimeError as e:
