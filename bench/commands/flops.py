@@ -1,6 +1,7 @@
 """``aigc-bench flops MODEL``: exact MACs of one model, per module or per operator.
 
-MODEL is ``timm:<name>`` (any timm architecture, built with ``pretrained=False``) or
+MODEL is ``timm:<name>`` (any timm architecture, optionally with a pretrained tag such as
+``vit_base_patch16_224.augreg_in21k``, built with ``pretrained=False``: nothing is downloaded) or
 ``SUITE/TIER/FAMILY`` (a suite's resolved variant). Counting runs on the meta device: nothing real
 is computed, so large batches and long inputs are counted in seconds.
 """
@@ -24,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Count MACs (multiply-accumulates), FLOPs (= 2 x MACs) and other FLOPs "
         "(norm/activation/softmax/pool/elementwise) of one forward pass, on the meta device.",
     )
-    p.add_argument("model", metavar="MODEL", help="timm:<name> (e.g. timm:resnet50) or SUITE/TIER/FAMILY")
+    p.add_argument("model", metavar="MODEL", help="timm:<name>[.<tag>] (e.g. timm:resnet50, timm:vit_base_patch16_224.augreg_in21k; "
+                   "never downloads weights) or SUITE/TIER/FAMILY")  # fmt: skip
     p.add_argument("--input-shape", metavar="SHAPE", help="one sample's shape without the batch, e.g. 3,224,224 "
                    "(default: the timm model's input size, or the suite tier's input shape)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=1, metavar="N", help="batch size (default 1)")
@@ -66,14 +68,28 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def _timm_model(name: str, shape: tuple[int, ...] | None) -> tuple[Any, tuple[int, ...]]:
+    """``name`` is an architecture, optionally with a pretrained tag (``vit_base_patch16_224.augreg_in21k``).
+
+    The tag selects timm's config for those weights (number of classes, input size); no weights are
+    loaded (``pretrained=False``), so nothing is downloaded.
+    """
     import timm
 
+    arch, dot, tag = name.partition(".")
+    if dot and not tag:
+        raise UsageError(f"timm model {name!r}: a pretrained tag must follow the '.' (e.g. {arch}.<tag>)")
     names = timm.list_models()
-    if name not in names:
+    if arch not in names:
         # timm has ~1300 architectures: name the close matches only.
-        close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+        close = difflib.get_close_matches(arch, names, n=5, cutoff=0.6)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UsageError(f"unknown timm model {name!r}{hint}; see timm.list_models('*{name[:4]}*')")
+        raise UsageError(f"unknown timm model {arch!r}{hint}; see timm.list_models('*{arch[:4]}*')")
+    if tag:
+        tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
+        if tag not in tags:
+            close = difflib.get_close_matches(tag, tags, n=5, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"its tags: {', '.join(tags) or 'none'}"
+            raise UsageError(f"unknown pretrained tag {tag!r} of timm model {arch!r} ({hint})")
     model = timm.create_model(name, pretrained=False)
     if shape is None:
         shape = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))

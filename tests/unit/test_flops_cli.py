@@ -1,4 +1,4 @@
-"""``aigc-bench flops``: malformed input shapes exit 2 with one line."""
+"""``aigc-bench flops``: malformed input shapes exit 2 with one line; timm names may carry a pretrained tag."""
 
 from __future__ import annotations
 
@@ -63,3 +63,42 @@ def test_shape_spellings_that_stay_accepted(capsys) -> None:
         assert code == 0
         counts.append(json.loads(out)["macs"])
     assert counts[0] == counts[1] == counts[2] > 0
+
+
+def test_timm_pretrained_tag_is_accepted_and_never_downloads(monkeypatch, capsys) -> None:
+    import timm
+    import timm.models._builder as builder
+
+    calls = []
+    create = timm.create_model
+
+    def spy(name, **kwargs):
+        calls.append((name, kwargs))
+        return create(name, **kwargs)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("weights must never be loaded")
+
+    monkeypatch.setattr(timm, "create_model", spy)
+    monkeypatch.setattr(builder, "load_pretrained", no_download)
+    code, out, err = _run(["flops", "timm:vit_tiny_patch16_224.augreg_in21k", "--json"], capsys)
+    assert code == 0, err  # was: "unknown timm model" (exit 2)
+    assert calls == [("vit_tiny_patch16_224.augreg_in21k", {"pretrained": False})]
+    tagged = json.loads(out)["macs"]
+    code, out, _ = _run(["flops", "timm:vit_tiny_patch16_224", "--json"], capsys)
+    # the tag selects its config: the in21k head has 21,843 classes instead of 1,000 (width 192)
+    assert code == 0 and tagged - json.loads(out)["macs"] == (21_843 - 1_000) * 192
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("resnet18.bogus", "unknown pretrained tag 'bogus' of timm model 'resnet18' (its tags: a1_in1k"),
+        ("vit_tiny_patch16_224.augreg_in12k", "did you mean augreg_in21k"),
+        ("resnet18.", "a pretrained tag must follow"),
+        ("resnet1800.tv_in1k", "unknown timm model 'resnet1800'"),
+    ],
+)
+def test_bad_timm_names_and_tags_exit_2_with_one_line(name: str, expected: str, capsys) -> None:
+    code, _, err = _run(["flops", f"timm:{name}"], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and expected in err, err
