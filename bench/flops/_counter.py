@@ -37,7 +37,9 @@ class FlopCount:
     """The MACs of one forward pass, where they came from, and what could not be counted.
 
     * ``macs``: multiply-accumulates of matmul-like work only (linear/GEMM, convolution,
-      attention products, RNN gates). Biases are not MACs.
+      attention products, RNN gates). Biases are not MACs. The unit is the operands' element
+      type: on complex tensors one complex multiply-accumulate is one MAC (about 4 real ones),
+      for convolution and mm alike.
     * ``flops``: ``2 * macs`` (one multiply plus one add per MAC).
     * ``other_flops``: estimated scalar operations of everything else (normalisation,
       activations, softmax, pooling, elementwise, reductions, bias adds), never mixed into MACs.
