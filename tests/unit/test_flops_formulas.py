@@ -291,6 +291,26 @@ def test_gemms_agree_with_flop_counter_mode() -> None:
         assert counted(fn, *args).macs == fcm_macs(fn, *args) > 0, fn
 
 
+def _cv_tiny() -> list:
+    from bench.registry import get_suite
+    from bench.sizing import resolve_tier
+
+    return list(resolve_tier(get_suite("cv-backbones").tier("tiny")))
+
+
+@pytest.mark.parametrize("variant", _cv_tiny(), ids=lambda v: v.family)
+def test_cv_suite_models_agree_with_flop_counter_mode_in_every_mode(variant) -> None:
+    # On meta every op of these models has a FlopCounterMode formula (convolutions, GEMMs, and SDPA's
+    # math path): totals must match exactly, under no_grad and inference_mode alike.
+    from bench.build import build_model
+
+    model, x = build_model(variant, device="meta"), torch.empty(1, 3, 224, 224, device="meta")
+    with torch.no_grad():
+        ours, theirs = counted(model, x).macs, fcm_macs(model, x)
+    with torch.inference_mode():
+        assert counted(model, x).macs == fcm_macs(model, x) == ours == theirs > 0
+
+
 def test_resnet18_agrees_with_flop_counter_mode() -> None:
     torchvision = pytest.importorskip("torchvision")
     model, x = torchvision.models.resnet18().eval(), torch.randn(1, 3, 224, 224)
