@@ -198,6 +198,19 @@ class _DispatchCounter(TorchDispatchMode):
 
 _DK = torch._C.DispatchKey
 _COMPOSITE_KERNEL: dict[tuple[Any, Any], Any] = {}
+# Size/stride queries reach the mode only from tensors with a Python size/stride policy (jagged
+# nested tensors), never through autograd, in every mode; their composite kernels ask the tensor
+# again, so running them here would recurse (the same set FlopCounterMode leaves alone).
+_METADATA_QUERIES = {
+    getattr(getattr(torch.ops.aten, packet), overload)
+    for packet, overload in (
+        ("sym_is_contiguous", "default"), ("is_contiguous", "default"), ("is_contiguous", "memory_format"),
+        ("is_strides_like_format", "default"), ("is_non_overlapping_and_dense", "default"), ("size", "default"),
+        ("sym_size", "default"), ("stride", "default"), ("sym_stride", "default"), ("storage_offset", "default"),
+        ("sym_storage_offset", "default"), ("numel", "default"), ("sym_numel", "default"), ("dim", "default"),
+    )
+    if hasattr(getattr(torch.ops.aten, packet, None), overload)
+}  # fmt: skip
 
 
 def _autograd_key(t: Tensor) -> Any:
@@ -216,7 +229,7 @@ def _skipped_composite_kernel(func: Any, args: Sequence[Any], kwargs: Mapping[st
     ops never reach this mode whole. Under ``torch.inference_mode()`` (or with inference tensors
     only) the Autograd key is skipped and they do.
     """
-    if not isinstance(func, torch._ops.OpOverload):
+    if not isinstance(func, torch._ops.OpOverload) or func in _METADATA_QUERIES:
         return None
     tensors = [t for t in (*args, *kwargs.values()) if isinstance(t, Tensor)]
     tensors = tensors or [t for a in args if isinstance(a, list | tuple) for t in a if isinstance(t, Tensor)]

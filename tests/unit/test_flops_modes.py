@@ -110,3 +110,32 @@ def test_the_callers_grad_and_inference_mode_are_left_as_they_were(mode: str, ra
             count_flops(model, torch.randn(1, 3, 8, 8) if not raises else torch.randn(1, 3))
         assert (torch.is_grad_enabled(), torch.is_inference_mode_enabled()) == before
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype stage")
+def test_jagged_attention_counts_the_same_in_every_grad_mode() -> None:
+    # Jagged tensors answer size/stride queries in Python: those reach the mode in every grad mode and must
+    # not be decomposed (their composite kernels ask the tensor again: a RecursionError under inference_mode).
+    heads, dim, lengths = 4, 16, [30, 30, 30, 33]
+
+    def attention(q: torch.Tensor) -> torch.Tensor:
+        return nn.functional.scaled_dot_product_attention(q, q, q)
+
+    counts = []
+    for mode in MODES.values():
+        with mode():
+            offsets = torch.tensor([0, 30, 60, 90, 123])
+            njt = torch.nested.nested_tensor_from_jagged(torch.randn(123, heads * dim), offsets)
+            q = njt.view(4, -1, heads, dim).transpose(1, 2)
+            counts.append(_fields(count_flops(_Fn(attention), (q,), device=None))[:4])
+    assert counts[0] == counts[1] == counts[2]
+    assert counts[0][0] == heads * 2 * dim * sum(n * n for n in lengths)
+
+
+class _Fn(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
