@@ -10,8 +10,10 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from bench import __version__
 from bench.errors import EXIT_USAGE, BenchError
@@ -21,7 +23,35 @@ EPILOG = """exit codes:
   1  compare: a regression was found
   2  usage or bad input (one line names the valid choices)
   3  run finished, but some cells failed (see the results file)
+  130, 143  interrupted by Ctrl-C (SIGINT) or SIGTERM; a run keeps its finished cells (--resume)
 """
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``timeout`` and CI runners send), raised like Ctrl-C so that it ends the same way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` while a command runs (the running cell's worker is killed on the way
+    out, ``bench.runner``); the previous handler is restored after, for callers of ``main`` in-process."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: signals cannot be handled here, leave them be
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,13 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        code = int(args.handler(args) or 0)
+        with _sigterm_as_interrupt():
+            code = int(args.handler(args) or 0)
     except BenchError as e:
         print(f"aigc-bench: error: {e}", file=sys.stderr)
         code = e.exit_code
-    except KeyboardInterrupt:
-        print("aigc-bench: interrupted; finished cells are saved", file=sys.stderr)
-        code = 130
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
+        print(f"aigc-bench: interrupted ({signal.Signals(signum).name}); finished cells are saved", file=sys.stderr)
+        code = 128 + signum
     if argv is None:
         sys.exit(code)
     return code

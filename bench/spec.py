@@ -158,7 +158,9 @@ class Profile:
     warmup_s: float = 0.5  # at most this long (or until stable) before measuring
     min_run_time_s: float = 1.0  # measurement window per cell
     max_samples: int = 2000
-    timeout_s: float = 300.0  # a cell that takes longer is killed and recorded as "timeout"
+    # A cell that reports no progress for this long, or runs 10x this in all, is killed and recorded as
+    # "timeout" (a stall timeout: training reports progress every second; bench.runner.HARD_CAP_FACTOR).
+    timeout_s: float = 300.0
     description: str = ""
     accuracy: AccuracySpec | None = None  # what the "accuracy" metric trains (bench.accuracy)
 

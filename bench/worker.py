@@ -1,14 +1,22 @@
 """Measure one cell inside its own process and turn the outcome into a record.
 
 Runs in a fresh ``spawn``-ed process per cell (see ``bench.runner``), so memory is measured from a
-clean baseline and a crash, an out-of-memory kill or a hang takes down only this cell.
+clean baseline and a crash, an out-of-memory kill or a hang takes down only this cell. The worker dies
+with its driver (``die_with_parent``) and streams each metric to it as soon as it is measured, so a cell
+killed later keeps what it had measured.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
+import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -74,11 +82,19 @@ def base_record(cell: CellSpec, status: str, error: str | None = None) -> dict[s
     }
 
 
-def measure_cell(cell: CellSpec, report_phase: Any = lambda phase: None) -> dict[str, Any]:
+#: ``report_metric(name, values, new_samples)``: one metric's values and the sample arrays it added.
+MetricCallback = Callable[[str, dict[str, Any], dict[str, list[float]]], None]
+
+
+def measure_cell(
+    cell: CellSpec, report_phase: Any = lambda phase: None, report_metric: MetricCallback | None = None
+) -> dict[str, Any]:
     """Build the cell's model and run its profile's metrics in order; never raises.
 
     A metric that fails marks the cell ``failed`` with a one-line error; the metrics measured
-    before it are kept.
+    before it are kept. ``report_phase(name)`` is called before each metric (and by metrics that
+    report progress); ``report_metric`` after each, so a driver that must kill the cell later
+    still has them.
     """
     import torch
 
@@ -121,11 +137,16 @@ def measure_cell(cell: CellSpec, report_phase: Any = lambda phase: None) -> dict
         inputs = INPUTS.get(cell.input_kind)(cell, cell.key.batch_size, device, dtype)
         ctx = MetricContext(cell=cell, model=model, inputs=inputs, device=device, dtype=dtype,
                             report_phase=report_phase, baseline=baseline)  # fmt: skip
+        sent: dict[str, int] = {}  # sample array -> length already reported
         for name in metric_order(cell.profile.metrics, cell.allocator):
             phase = name
+            report_phase(name)
             load = load_1m()  # the load around the latency measurement goes in its record (bench.validity)
-            rec["metrics"].update(METRICS.get(name)(ctx))
-            rec["metrics"].update(latency_load(load) if name == "latency" else {})
+            got = dict(METRICS.get(name)(ctx))
+            got.update(latency_load(load) if name == "latency" else {})
+            rec["metrics"].update(got)
+            if report_metric is not None:
+                report_metric(name, got, new_samples(ctx.samples, sent))
         rec["samples"] = {k: [float(x) for x in v] for k, v in ctx.samples.items()}
         rec["notes"] = list(ctx.notes)
     except CellSkipped as e:
@@ -146,10 +167,64 @@ def _one_line(e: BaseException) -> str:
     return text[:500] + ("..." if len(text) > 500 else "")
 
 
-def child_main(cell: CellSpec, queue: Any) -> None:
-    """Entry point of the worker process: stream phases, then send the record."""
+def new_samples(samples: Mapping[str, Sequence[float]], sent: dict[str, int]) -> dict[str, list[float]]:
+    """The sample arrays that are new or grew since the last call (``sent`` remembers lengths; updated)."""
+    out = {k: [float(x) for x in v] for k, v in samples.items() if sent.get(k) != len(v)}
+    sent.update((k, len(v)) for k, v in out.items())
+    return out
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+#: Exit status of a worker that found its driver gone (nobody reads it: the driver is dead).
+EXIT_ORPHANED = 70
+
+
+def die_with_parent(parent_pid: int, poll_s: float = 1.0) -> bool:
+    """Make this process end when its driver (``parent_pid``) ends, however the driver dies.
+
+    Without this, ``kill -9`` of the driver (what CI timeouts send) leaves the worker running to the end
+    of its cell, and a hanging cell forever: the timeout lives in the driver. On Linux the kernel sends
+    SIGKILL when the parent dies (``PR_SET_PDEATHSIG``; it fires when the *thread* that started the worker
+    ends, and the driver's thread waits in ``measure_in_subprocess`` for as long as the worker lives). A
+    daemon thread that checks ``getppid()`` every ``poll_s`` seconds is the portable fallback. Returns
+    whether the kernel signal is armed.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0),
+                               ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0  # fmt: skip
+        except (OSError, AttributeError):  # no libc symbol table (static builds): the watchdog still holds
+            armed = False
+    if os.getppid() != parent_pid:  # the driver died before the signal was armed
+        os._exit(EXIT_ORPHANED)
+    threading.Thread(target=_watch_parent, args=(parent_pid, poll_s), name="aigc-bench-watch-driver",
+                     daemon=True).start()  # fmt: skip
+    return armed
+
+
+def _watch_parent(parent_pid: int, poll_s: float) -> None:
+    while True:
+        time.sleep(poll_s)
+        if os.getppid() != parent_pid:  # re-parented to init or a subreaper: the driver is gone
+            os._exit(EXIT_ORPHANED)
+
+
+def child_main(cell: CellSpec, queue: Any, parent_pid: int | None = None) -> None:
+    """Entry point of the worker process: stream phases and each metric's values, then send the record.
+
+    Messages: ``("phase", text)``, ``("metric", name, values, new_samples)``, ``("record", record)``.
+    ``parent_pid``: the driver's pid; the worker exits when that process is gone (``die_with_parent``).
+    """
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     queue.put(("phase", "start"))
-    rec = measure_cell(cell, report_phase=lambda p: queue.put(("phase", p)))
+    rec = measure_cell(
+        cell,
+        report_phase=lambda p: queue.put(("phase", p)),
+        report_metric=lambda name, values, samples: queue.put(("metric", name, values, samples)),
+    )
     queue.put(("record", rec))
 
 

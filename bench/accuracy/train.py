@@ -201,8 +201,12 @@ def evaluate(model: nn.Module, task: Task, device: torch.device | str = "cpu") -
 
 
 def train_once(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, seed: int,
-               device: torch.device | str = "cpu") -> SeedResult:  # fmt: skip
-    """Build a fresh model under ``seed``, train it by the protocol, and evaluate it on the test split."""
+               device: torch.device | str = "cpu",
+               on_step: Callable[[int, int], None] | None = None) -> SeedResult:  # fmt: skip
+    """Build a fresh model under ``seed``, train it by the protocol, and evaluate it on the test split.
+
+    ``on_step(done, total)`` after each optimizer step: the runner's heartbeat (its stall timeout).
+    """
     device = torch.device(device)
     t0, c0 = time.perf_counter(), time.process_time()
     with deterministic():
@@ -233,6 +237,8 @@ def train_once(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, s
                 nn.utils.clip_grad_norm_(model.parameters(), spec.clip_grad_norm)
             opt.step()
             sched.step()
+            if on_step:
+                on_step(step + 1, steps)
             epoch_loss += loss.item()
             epoch_batches += 1
             if i == per_epoch - 1 or step == steps - 1:
@@ -244,15 +250,17 @@ def train_once(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, s
 
 
 def train_seeds(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, device: torch.device | str = "cpu",
-                on_seed: Callable[[int], None] | None = None) -> AccuracyResult:  # fmt: skip
-    """Train and evaluate one fresh model per seed ``0 .. spec.seeds - 1``; ``on_seed(i)`` before each."""
+                on_seed: Callable[[int], None] | None = None,
+                on_step: Callable[[int, int], None] | None = None) -> AccuracyResult:  # fmt: skip
+    """Train and evaluate one fresh model per seed ``0 .. spec.seeds - 1``; ``on_seed(i)`` before each,
+    ``on_step(done, total)`` after each optimizer step of each seed."""
     if spec.seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {spec.seeds}")
     runs = []
     for seed in range(spec.seeds):
         if on_seed:
             on_seed(seed)
-        runs.append(train_once(build, task, spec, seed, device))
+        runs.append(train_once(build, task, spec, seed, device, on_step))
     return AccuracyResult(task=task.name, runs=tuple(runs), budget=budget_string(task, spec), chance=task.chance,
                           train_flops=_train_flops(build, task, spec))  # fmt: skip
 

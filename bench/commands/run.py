@@ -1,4 +1,10 @@
-"""``aigc-bench run SUITE``: measure every cell of a suite and store the results."""
+"""``aigc-bench run SUITE``: measure every cell of a suite and store the results.
+
+Results go to ``--out`` (default ``./results``): ``<out>/<suite>/<UTC time>-<host>.json``. Reports go beside
+them: ``<out>/reports/<suite>/`` when ``--out`` is given, ``./reports/<suite>/`` for the default ``./results``
+(the published layout), or ``<report-dir>/<suite>/``. A cell is killed when it reports no progress for its
+profile's timeout (a training cell reports every second), or after 10 times that in all.
+"""
 
 from __future__ import annotations
 
@@ -6,49 +12,44 @@ import argparse
 import os
 from pathlib import Path
 
+from bench.commands._args import MAX_BATCH_SIZE, MAX_THREADS, bounded_int, bounded_int_list, name, name_list, path
 from bench.errors import EXIT_CELLS_FAILED, EXIT_OK, UsageError
 from bench.spec import DEVICES, DTYPES, Suite
 
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
-    return values
-
-
-def _str_list(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
+#: ``--out`` when not given; its reports go to ``DEFAULT_REPORTS`` (results/ and reports/ side by side)
+DEFAULT_OUT = Path("results")
+DEFAULT_REPORTS = Path("reports")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="measure a suite and store the results", description=__doc__)
     p.add_argument("suite", help="suite name (see `aigc-bench list`)")
-    p.add_argument("--profile", default=None, help="quick | default | full (default: the suite's default)")
+    p.add_argument("--profile", default=None, type=name, help="quick | default | full (default: the suite's default)")
     p.add_argument(
         "--device",
         default="auto",
-        type=_str_list,
+        type=name_list,
         help=f"comma list of {'|'.join(DEVICES)}; auto = every available device (default)",
     )
     p.add_argument(
-        "--dtype", default=None, type=_str_list, help=f"comma list of {'|'.join(DTYPES)} (default: the profile's)"
+        "--dtype", default=None, type=name_list, help=f"comma list of {'|'.join(DTYPES)} (default: the profile's)"
     )
-    p.add_argument("--batch-size", default=None, type=_int_list, help="comma list, e.g. 1,8 (default: the profile's)")
-    p.add_argument(
-        "--threads", default=None, type=int, help="CPU threads per cell (default: torch's default, all cores)"
-    )
+    p.add_argument("--batch-size", default=None, type=bounded_int_list(1, MAX_BATCH_SIZE),
+                   help=f"comma list, e.g. 1,8, each 1..{MAX_BATCH_SIZE} (default: the profile's)")  # fmt: skip
+    p.add_argument("--threads", default=None, type=bounded_int(1, MAX_THREADS),
+                   help=f"CPU threads per cell, 1..{MAX_THREADS} (default: torch's default, all cores)")  # fmt: skip
     p.add_argument("--allocator", default="steady", choices=("steady", "system"),
                    help="malloc regime of the measurements: steady (default; glibc keeps freed memory, as jemalloc/"
                         "tcmalloc do: steady between processes) or system (malloc untouched, as torch.utils.benchmark "
                         "and a user's own process see it); recorded, and compare refuses to mix them")  # fmt: skip
-    p.add_argument("--tier", default=None, type=_str_list, help="only these tiers (comma list)")
-    p.add_argument("--family", default=None, type=_str_list, help="only these families (comma list)")
+    p.add_argument("--tier", default=None, type=name_list, help="only these tiers (comma list)")
+    p.add_argument("--family", default=None, type=name_list, help="only these families (comma list)")
     p.add_argument("--shard", default=None, help="run shard K of N (e.g. 2/4): a deterministic 1/N of the cells")
-    p.add_argument("--out", default="results", type=Path, help="results folder (default: ./results)")
+    p.add_argument("--out", default=None, type=path, metavar="DIR",
+                   help=f"results folder (default: ./{DEFAULT_OUT}); its reports go to DIR/reports/<suite>/ "
+                        f"(for the default: ./{DEFAULT_REPORTS}/<suite>/)")  # fmt: skip
+    p.add_argument("--report-dir", default=None, type=path, metavar="DIR",
+                   help="write the reports to DIR/<suite>/ instead")  # fmt: skip
     p.add_argument(
         "--resume",
         nargs="?",
@@ -57,11 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="continue the newest matching run in --out (or FILE), running only the missing cells",
     )
+    p.add_argument("--retry-failed", action="store_true",
+                   help="with --resume: run the cells recorded as failed or timeout again; their new records "
+                        "replace the old ones in the file")  # fmt: skip
     p.add_argument("--no-report", action="store_true", help="do not write reports at the end")
-    p.add_argument("--data", default=None, type=Path, metavar="PATH",
+    p.add_argument("--data", default=None, type=path, metavar="PATH",
                    help="evaluate checkpoints on this dataset (an ImageFolder tree or a CIFAR-10/100 folder; never "
                         "downloaded); needs --weights; see docs/accuracy.md")  # fmt: skip
-    p.add_argument("--weights", default=None, type=Path, metavar="DIR",
+    p.add_argument("--weights", default=None, type=path, metavar="DIR",
                    help="folder of checkpoints named after the models (<model>.safetensors or .pth)")  # fmt: skip
     p.set_defaults(handler=_run)
 
@@ -74,8 +78,12 @@ def _run(args: argparse.Namespace) -> int:
     from bench.registry import get_suite
     from bench.report.terminal import ProgressView, print_summary
 
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if args.resume == "":
+        raise UsageError("--resume FILE: expected a path, got an empty string (give --resume alone for the latest)")
+    if args.retry_failed and args.resume is None:
+        raise UsageError("--retry-failed goes with --resume: it re-runs the failed and timed-out cells of a run file")
+    out_dir = DEFAULT_OUT if args.out is None else args.out
+    report_dir = report_folder(args.out, args.report_dir)
     suite = get_suite(args.suite)
     extra = _accuracy_extra(args, suite)
     settings = runner.RunSettings(
@@ -84,19 +92,31 @@ def _run(args: argparse.Namespace) -> int:
         dtypes=args.dtype,
         batch_sizes=args.batch_size,
         threads=args.threads,
-        shard=runner.parse_shard(args.shard) if args.shard else None,
+        shard=runner.parse_shard(args.shard) if args.shard is not None else None,
         tiers=args.tier,
         families=args.family,
         extra=extra,
         allocator=args.allocator,
     )
     cells = runner.expand(suite, settings)  # bad names fail here, before any file is written
-    _check_writable(args.out)
+    _check_writable(out_dir, "output")
+    if not args.no_report:
+        _check_writable(report_dir, "report")
     console = Console(stderr=True)
     if (busy := busy_warning(args.threads)) is not None:  # a busy machine slows every cell: say so, as pyperf does
         console.print(f"[yellow]warning:[/yellow] {busy}", highlight=False)
-    with ProgressView(console, total=len(cells)) as view:
-        result = runner.run(suite, settings, args.out, resume=args.resume, on_event=view.on_event)
+    eta = runner.EtaEstimator(cells)
+    with ProgressView(console, total=len(cells), eta=eta.remaining_s) as view:
+
+        def on_event(event: str, cell, payload) -> None:
+            eta.on_event(event, cell, payload)
+            if event == "resumed":  # already in the file: counts as done
+                view.progress.update(view.task, advance=1)
+            else:
+                view.on_event(event, cell, payload)
+
+        result = runner.run(suite, settings, out_dir, resume=args.resume, retry_failed=args.retry_failed,
+                            on_event=on_event)  # fmt: skip
     out = Console()
     print_summary(out, result.records, suite.name)
     out.print(
@@ -104,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         + (f" ({result.skipped_existing} cells resumed from the file)" if result.skipped_existing else "")
     )
     if not args.no_report:
-        _write_reports(result.path, out)
+        _write_reports(result.path, report_dir, out)
     failed = result.n_failed
     if failed:
         out.print(f"[red]{failed} of {len(result.records)} cells failed[/red] (exit {EXIT_CELLS_FAILED})")
@@ -118,32 +138,53 @@ def _accuracy_extra(args: argparse.Namespace, suite: Suite) -> tuple[tuple[str, 
         return ()
     if args.data is None or args.weights is None:
         raise UsageError("--data and --weights go together: the checkpoints in --weights are evaluated on --data")
-    if not args.data.exists():
-        raise UsageError(f"--data {args.data}: no such file or folder")
-    if not args.weights.is_dir():
-        raise UsageError(f"--weights {args.weights}: no such folder")
+    if not _exists(args.data):
+        raise UsageError(f"--data {_shown(args.data)}: no such file or folder")
+    if not _exists(args.weights) or not args.weights.is_dir():
+        raise UsageError(f"--weights {_shown(args.weights)}: no such folder")
     if "accuracy" not in suite.profile(args.profile).metrics:
         raise UsageError(f"profile {suite.profile(args.profile).name!r} does not measure accuracy; "
                          "--data/--weights need a profile whose metrics include it")  # fmt: skip
     return (("data", str(args.data.resolve())), ("weights", str(args.weights.resolve())))
 
 
-def _check_writable(out: Path) -> None:
-    """Fail before measuring when the results folder cannot be written."""
-    probe = out
-    while not probe.exists():
+def report_folder(out: Path | None, report_dir: Path | None) -> Path:
+    """Where a run's reports go: ``--report-dir``; else beside the results given by ``--out``
+    (``<out>/reports``); else ``./reports`` beside the default ``./results``."""
+    if report_dir is not None:
+        return report_dir
+    return DEFAULT_REPORTS if out is None else out / "reports"
+
+
+def _shown(p: Path, limit: int = 120) -> str:
+    """A path for a one-line message: a 10,000-character one is cut."""
+    text = str(p)
+    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-limit // 2 :]} ({len(text)} characters)"
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except OSError as e:  # a name too long for the file system, a loop of symlinks
+        raise UsageError(f"{_shown(p)}: {e.strerror or e}") from None
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Fail before measuring when the results (or reports) folder cannot be written."""
+    probe = folder
+    while not _exists(probe):
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder {out} is not writable")
+        raise UsageError(f"{what} folder {_shown(folder)} is not writable")
 
 
-def _write_reports(path: Path, console) -> None:
-    """Write the run's reports beside the results when the report package provides them."""
+def _write_reports(path: Path, report_dir: Path, console) -> None:
+    """Write the run's reports to ``report_dir`` (see ``report_folder``) when the report package provides them."""
     from bench.errors import BenchError
     from bench.report import write_run_reports
 
     try:
-        written = write_run_reports(path)
+        written = write_run_reports(path, report_dir)
     except (BenchError, OSError) as e:  # the measurements are safe on disk; a report problem must not hide them
         console.print(f"[yellow]warning: reports not written: {e}[/yellow] (run `aigc-bench report {path}`)")
         return

@@ -56,6 +56,29 @@ def accuracy_metric(ctx: MetricContext) -> dict[str, Any]:
     return {}
 
 
+def _progress(ctx: MetricContext, seeds: int, every_s: float = 1.0) -> tuple[Any, Any]:
+    """``on_seed``/``on_step`` callbacks that report training progress as phases, at most one per ``every_s``.
+
+    They are the cell's heartbeat: the runner kills a cell that reports nothing for its stall timeout
+    (``bench.runner.HARD_CAP_FACTOR``), so training on a busy machine is slower, not killed.
+    """
+    import time
+
+    state = {"seed": 0, "last": time.monotonic()}
+
+    def on_seed(i: int) -> None:
+        state["seed"] = i
+        ctx.report_phase(f"accuracy (seed {i + 1}/{seeds})")
+
+    def on_step(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - state["last"] >= every_s:
+            state["last"] = now
+            ctx.report_phase(f"accuracy (seed {state['seed'] + 1}/{seeds}, step {done}/{total})")
+
+    return on_seed, on_step
+
+
 def first_cell(cell: CellSpec, *, per_length: bool = False) -> bool:
     """Whether this cell is its variant's one accuracy cell in the run (``per_length``: one per length).
 
@@ -104,8 +127,8 @@ def _train(ctx: MetricContext, spec: AccuracySpec) -> dict[str, Any]:
     build = model_factory(cell.variant, task)
     # Training is always fp32 (a bf16/fp16 cell times those dtypes; accuracy is a property of the variant).
     device = ctx.device if ctx.device.type == "cuda" else torch.device("cpu")
-    result = train_seeds(build, task, spec, device,
-                         on_seed=lambda i: ctx.report_phase(f"accuracy (seed {i + 1}/{spec.seeds})"))  # fmt: skip
+    on_seed, on_step = _progress(ctx, spec.seeds)
+    result = train_seeds(build, task, spec, device, on_seed=on_seed, on_step=on_step)
     ctx.samples["accuracy"] = [r.accuracy for r in result.runs]
     ctx.samples["loss_curve"] = [x for r in result.runs for x in r.loss_curve]
     out: dict[str, Any] = {

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from bench.report.tables import Table as ReportTable
 from bench.report.tables import build_tables, frame_from_records
@@ -19,14 +28,16 @@ from bench.validity import annotate_frame, stored_or_judged, summary_lines
 class ProgressView:
     """A rich progress bar fed by the runner's events (done/total, ETA, current model and phase)."""
 
-    def __init__(self, console: Console, total: int) -> None:
+    def __init__(self, console: Console, total: int, eta: Callable[[], float | None] | None = None) -> None:
+        # rich's own ETA needs several steps within 30 s; cells take longer: ``eta`` (bench.runner.EtaEstimator)
+        remaining = _EtaColumn(eta) if eta is not None else TimeRemainingColumn()
         self.progress = Progress(
             TextColumn("[bold blue]{task.description}", justify="left"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
-            TimeRemainingColumn(),
+            remaining,
             console=console,
             transient=False,
         )
@@ -60,6 +71,21 @@ class ProgressView:
             elif status == "skipped":
                 self.progress.console.print(f"[yellow]skipped[/yellow] {label}: {escape(str(payload.get('error')))}")
             self.progress.update(self.task, advance=1, description=f"{label} · {status}")
+
+
+class _EtaColumn(ProgressColumn):
+    """The run's estimated time left, from a callable (seconds, or None while unknown)."""
+
+    def __init__(self, eta: Callable[[], float | None]) -> None:
+        super().__init__()
+        self.eta = eta
+
+    def render(self, task: Any) -> Text:
+        s = None if task.finished else self.eta()
+        if s is None:
+            return Text("-:--:--" if not task.finished else "0:00:00", style="progress.remaining")
+        s = int(round(s))
+        return Text(f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}", style="progress.remaining")
 
 
 def rich_table(t: ReportTable) -> Table:

@@ -10,11 +10,18 @@ import torch
 from bench.cli import build_parser, main
 
 
+def _never_measure(*args, **kwargs):
+    raise AssertionError("bad input reached the runner: it would have started measuring")
+
+
 def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err
     assert len(err.splitlines()) == 1, err
     return err
+
+
+ONE_CELL = ["run", "cv-backbones", "--profile", "quick", "--family", "resnet", "--tier", "tiny", "--device", "cpu"]
 
 
 @pytest.mark.parametrize(
@@ -25,12 +32,33 @@ def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["run", "cv-backbones", "--dtype", "fp8"], "unknown dtype 'fp8'"),
         (["run", "cv-backbones", "--device", "tpu"], "unknown device 'tpu'"),
         (["run", "cv-backbones", "--family", "resnett"], "did you mean resnet"),
-        (["run", "cv-backbones", "--batch-size", "0"], "positive integers"),
+        (["run", "cv-backbones", "--batch-size", "0"], "between 1 and"),
         (["run", "cv-backbones", "--shard", "3/2"], "K must be between 1 and N"),
         (["list", "nope"], "unknown suite 'nope'"),
+        # Values the worker would choke on, and empty values that silently meant "all" or "the default".
+        (["run", "cv-backbones", "--threads", "99999999999999999999"], "between 1 and 1024"),
+        (["run", "cv-backbones", "--threads", "0"], "between 1 and 1024"),
+        (["run", "cv-backbones", "--threads", "9" * 5000], "expected an integer between 1 and 1024"),
+        (["run", "cv-backbones", "--batch-size", str(10**26)], "between 1 and 1048576"),
+        (["run", "cv-backbones", "--batch-size", ","], "comma list of integers"),
+        (["run", "cv-backbones", "--device", ""], "argument --device: expected a comma list of names"),
+        (["run", "cv-backbones", "--dtype", ","], "argument --dtype: expected a comma list of names"),
+        (["run", "cv-backbones", "--family", ""], "argument --family: expected a comma list of names"),
+        (["run", "cv-backbones", "--tier", " "], "argument --tier: expected a comma list of names"),
+        (["run", "cv-backbones", "--profile", ""], "argument --profile: expected a name"),
+        (["run", "cv-backbones", "--shard", ""], "--shard must look like K/N"),
+        (["run", "cv-backbones", "--shard", "2/99999999999999999999"], "N must be between 1 and 10000"),
+        (["run", "cv-backbones", "--shard", "1/" + "9" * 5000], "--shard must look like K/N"),
+        ([*ONE_CELL, "--shard", "2/3"], "shard 2/3 selects no cells: the selection has only 1 cells"),
+        (["run", "seq-backbones", "--family", "cnn", "--tier", "100k"], "the selection has no cells"),
+        (["run", "cv-backbones", "--retry-failed"], "--retry-failed goes with --resume"),
+        (["run", "cv-backbones", "--resume", ""], "--resume FILE: expected a path"),
+        (["run", "cv-backbones", "--report-dir", ""], "argument --report-dir: expected a path"),
+        (["run", "cv-backbones", "--data", "", "--weights", "w"], "argument --data: expected a path"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(argv, expected, tmp_path: Path, capsys) -> None:
+def test_bad_input_is_one_line_and_exit_2(argv, expected, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr("bench.runner.run", _never_measure)  # a case that slips through fails at once
     argv = [*argv, "--out", str(tmp_path)] if argv[0] == "run" else argv
     try:
         code = main(argv)
@@ -62,6 +90,14 @@ def test_unwritable_output_folder_fails_before_measuring(tmp_path: Path, capsys)
     assert main(["run", "cv-backbones", "--profile", "quick", "--out", str(blocker / "results")]) == 2
     assert "not writable" in _err_line(capsys) or "cannot" in capsys.readouterr().err
     assert blocker.read_text() == "keep me"
+
+
+def test_an_over_long_output_path_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr("bench.runner.run", _never_measure)
+    for out in (tmp_path / ("x" * 5000), tmp_path / "/".join(["y" * 200] * 30)):  # a name > NAME_MAX; > PATH_MAX
+        assert main(["run", "cv-backbones", "--profile", "quick", "--out", str(out)]) == 2
+        assert "File name too long" in _err_line(capsys)
+    assert not any(tmp_path.iterdir())
 
 
 def test_help_everywhere_documents_exit_codes(capsys) -> None:
