@@ -95,7 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _sigterm_as_interrupt():
             code = int(args.handler(args) or 0)
     except BenchError as e:
-        print(f"aigc-bench: error: {e}", file=sys.stderr)
+        from bench.report.escape import printable  # messages quote names from files: one line, no escape codes
+
+        print(f"aigc-bench: error: {printable(e)}", file=sys.stderr)
         code = e.exit_code
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Terminated) else signal.SIGINT

@@ -1003,7 +1003,17 @@ def cell_label(key: CellKey) -> str:
 
 
 def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|")
+    """Text from the files (errors, notes, run ids) as literal Markdown: no HTML, link, image, mention or cell."""
+    from bench.report.escape import md_text
+
+    return md_text(s)
+
+
+def _md_code(s: str, in_table: bool = True) -> str:
+    """A code span that no backtick inside can close early (``bench.report.escape.md_code``)."""
+    from bench.report.escape import md_code
+
+    return md_code(s, in_table)
 
 
 def speed_text(m: MetricComparison) -> str | None:
@@ -1035,17 +1045,18 @@ def to_markdown(report: ComparisonReport, *, max_cells: int = 400) -> str:
     """A pull-request comment: the summary line, the regressions and improvements, then every cell folded."""
     mark = "❌" if report.exit_code else ("⚠️" if report.env_blocked else "✅")
     lines = [f"{mark} **aigc-bench compare** -- {report.summary()}", ""]
-    lines.append(f"Baseline `{report.baseline.label}` ({', '.join(report.baseline.run_ids)}) vs current "
-                 f"`{report.current.label}` ({', '.join(report.current.run_ids)}). "
-                 f"Fail on: {', '.join(str(t) for t in report.thresholds if t.gating)}; alpha {report.alpha:g}, "
-                 f"{report.correction} correction.")  # fmt: skip
+    base, cur = report.baseline, report.current  # every string from the files or the user is escaped (a PR comment)
+    lines.append(f"Baseline {_md_code(base.label, False)} ({_md_escape(', '.join(base.run_ids))}) vs current "
+                 f"{_md_code(cur.label, False)} ({_md_escape(', '.join(cur.run_ids))}). "
+                 f"Fail on: {_md_escape(', '.join(str(t) for t in report.thresholds if t.gating))}; "
+                 f"alpha {report.alpha:g}, {_md_escape(report.correction)} correction.")  # fmt: skip
     if report.env_changes:
-        what = "; ".join(f"`{e}`" for e in report.env_changes)
+        what = "; ".join(_md_code(str(e), False) for e in report.env_changes)
         lines += ["", f"> **Environment changed** ({what}). "
                   + ("Verdicts are shown but nothing fails; pass `--allow-env-change` to gate anyway."
                      if report.env_blocked else "Compared anyway (`--allow-env-change`).")]  # fmt: skip
     for n in report.notes:
-        lines += ["", f"> {n}"]
+        lines += ["", f"> {_md_escape(n)}"]
     notable = report.regressions + report.improvements + report.noisy + report.explained
     if notable:
         lines += [
@@ -1054,7 +1065,7 @@ def to_markdown(report: ComparisonReport, *, max_cells: int = 400) -> str:
             "|---|---|---:|---:|---:|---|---|",
         ]
         for c, m in notable:
-            lines.append(f"| `{cell_label(c.key)}` | {m.metric} | {format_value(m.metric, m.baseline)} | "
+            lines.append(f"| {_md_code(cell_label(c.key))} | {m.metric} | {format_value(m.metric, m.baseline)} | "
                          f"{format_value(m.metric, m.current)} | {format_change(m)} | {_MD_MARK[m.verdict]} "
                          f"{verdict_text(m)} | {_md_escape(_md_stats(m))} |")  # fmt: skip
     for status, title in (
@@ -1066,20 +1077,21 @@ def to_markdown(report: ComparisonReport, *, max_cells: int = 400) -> str:
         if cs:
             lines += ["", f"**{title}** ({len(cs)}):"]
             lines += [
-                f"- `{cell_label(c.key)}`" + (f": {_md_escape(c.error)}" if c.error and status == FAILED else "")
+                f"- {_md_code(cell_label(c.key), False)}"
+                + (f": {_md_escape(c.error)}" if c.error and status == FAILED else "")
                 for c in cs
             ]
     lines += ["", f"<details><summary>All {len(report.cells)} cells</summary>", ""]
     lines += ["| cell | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
     for c in report.cells[:max_cells]:
         if c.status != COMPARED:
-            lines.append(f"| `{cell_label(c.key)}` | {c.status} |" + " |" * (len(METRICS) - 1))
+            lines.append(f"| {_md_code(cell_label(c.key))} | {c.status} |" + " |" * (len(METRICS) - 1))
             continue
         vals = []
         for name in METRICS:
             m = c.metric(name)
             vals.append("" if m is None else f"{format_change(m)} {_MD_MARK[m.verdict]}".strip())
-        lines.append(f"| `{cell_label(c.key)}` | " + " | ".join(vals) + " |")
+        lines.append(f"| {_md_code(cell_label(c.key))} | " + " | ".join(vals) + " |")
     if len(report.cells) > max_cells:
         lines.append(f"\n{len(report.cells) - max_cells} more cells not shown (see the JSON output).")
     lines += ["", "</details>", ""]

@@ -52,6 +52,7 @@ def _list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from bench.baselines import list_baselines
+    from bench.report.escape import term
 
     items = list_baselines(args.dir)
     if args.json:
@@ -59,19 +60,13 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     console = Console()
     if not items:
-        console.print(f"no baselines in {args.dir} (save one with `aigc-bench baseline save RUN --name NAME`)")
+        console.print(f"no baselines in {term(args.dir)} (save one with `aigc-bench baseline save RUN --name NAME`)")
         return 0
-    t = Table(title=f"baselines in {args.dir}")
+    t = Table(title=f"baselines in {term(args.dir)}")
     for c in ("name", "suite", "profile", "date", "host", "cells"):
         t.add_column(c, justify="right" if c == "cells" else "left")
-    for b in items:
-        t.add_row(
-            b.name,
-            b.suite,
-            b.profile,
-            b.started_at or "-",
-            b.host or "-",
-            str(b.cells) + ("" if b.finished else " (unfinished)"),
-        )
+    for b in items:  # every field comes from a (possibly hostile) run file: escaped for rich
+        t.add_row(*(term(x) for x in (b.name, b.suite, b.profile, b.started_at or "-", b.host or "-")),
+                  str(b.cells) + ("" if b.finished else " (unfinished)"))  # fmt: skip
     console.print(t)
     return 0

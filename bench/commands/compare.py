@@ -104,7 +104,6 @@ _STYLE = {"regressed": "bold red", "improved": "green", "too noisy": "yellow", "
 
 def _print_table(report: ComparisonReport, console: Console | None = None) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     from bench.compare import (
@@ -119,6 +118,7 @@ def _print_table(report: ComparisonReport, console: Console | None = None) -> No
         speed_text,
         verdict_text,
     )
+    from bench.report.escape import term as escape  # markup escaped AND control characters shown: file strings
 
     console = console or Console()
     style = "bold red" if report.exit_code else ("yellow" if report.env_blocked else "bold green")
@@ -129,9 +129,11 @@ def _print_table(report: ComparisonReport, console: Console | None = None) -> No
         console.print(f"[yellow]environment changed[/yellow] ({what}): {tail}")
     for n in report.notes:
         console.print(f"[yellow]note:[/yellow] {escape(n)}")
-    console.print(f"baseline {report.baseline.label} ({', '.join(report.baseline.run_ids)}) vs current "
-                  f"{report.current.label} ({', '.join(report.current.run_ids)}); fail on "
-                  f"{', '.join(str(t) for t in report.thresholds if t.gating)}; alpha {report.alpha:g}, {report.correction}")  # fmt: skip
+    base, cur = report.baseline, report.current  # labels and run ids come from the user and the files
+    gates = ", ".join(str(t) for t in report.thresholds if t.gating)
+    console.print(f"baseline {escape(base.label)} ({escape(', '.join(base.run_ids))}) vs current {escape(cur.label)} "
+                  f"({escape(', '.join(cur.run_ids))}); fail on {escape(gates)}; alpha {report.alpha:g}, "
+                  f"{escape(report.correction)}")  # fmt: skip
     t = Table(title="cells (change vs baseline)")
     t.add_column("cell")
     for name in METRICS:
@@ -139,7 +141,7 @@ def _print_table(report: ComparisonReport, console: Console | None = None) -> No
     for c in report.cells:
         if c.status != COMPARED:
             st = "red" if c.status == FAILED else "cyan"
-            t.add_row(escape(cell_label(c.key)), f"[{st}]{c.status}[/{st}]", *([""] * (len(METRICS) - 1)))
+            t.add_row(escape(cell_label(c.key)), f"[{st}]{escape(c.status)}[/{st}]", *([""] * (len(METRICS) - 1)))
             continue
         vals = []
         for name in METRICS:

@@ -30,11 +30,12 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from bench.report import parse_formats, write_reports
+    from bench.report.escape import printable
 
     formats = parse_formats(args.format)  # a bad name fails before anything is read
     paths = args.paths or [Path("results")]
     written = write_reports(paths, args.out, formats, args.reference_family, "overwrite" if args.force else "error")
     console = Console(highlight=False)
     for p in written:
-        console.print(f"report: {p}", markup=False)
+        console.print(f"report: {printable(p)}", markup=False, soft_wrap=True)  # the path holds the run's file name
     return 0

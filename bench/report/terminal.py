@@ -1,4 +1,8 @@
-"""Terminal output of ``aigc-bench run``: a progress bar over cells and the report's summary tables."""
+"""Terminal output of ``aigc-bench run``: a progress bar over cells and the report's summary tables.
+
+Every string that did not come from this module (names, errors, devices; from suites or result files)
+goes through ``bench.report.escape.term``: rich markup escaped and control characters shown, not sent.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from bench.report.escape import term
 from bench.report.tables import Table as ReportTable
 from bench.report.tables import build_tables, frame_from_records
 from bench.spec import CellSpec
@@ -54,23 +58,23 @@ class ProgressView:
     def on_event(self, event: str, cell: CellSpec, payload: Any) -> None:
         k = cell.key
         # names like "convnext_tiny[dims=88]" would otherwise be read as rich markup
-        label = escape(
+        label = term(
             f"{k.tier}/{k.model} {k.device} {k.dtype} b{k.batch_size}" + (f" T{k.seq_len}" if k.seq_len else "")
         )
         if k.mode != "infer":
-            label += f" {k.mode}"
+            label += f" {term(k.mode)}"
         if event == "start":
             self.progress.update(self.task, description=f"{label} · start")
         elif event == "phase":
-            self.progress.update(self.task, description=f"{label} · {payload}")
+            self.progress.update(self.task, description=f"{label} · {term(payload)}")
         elif event == "done":
             status = payload["status"]
             if status in ("failed", "timeout"):
                 self.failed += 1
-                self.progress.console.print(f"[red]{status}[/red] {label}: {escape(str(payload.get('error')))}")
+                self.progress.console.print(f"[red]{status}[/red] {label}: {term(payload.get('error'))}")
             elif status == "skipped":
-                self.progress.console.print(f"[yellow]skipped[/yellow] {label}: {escape(str(payload.get('error')))}")
-            self.progress.update(self.task, advance=1, description=f"{label} · {status}")
+                self.progress.console.print(f"[yellow]skipped[/yellow] {label}: {term(payload.get('error'))}")
+            self.progress.update(self.task, advance=1, description=f"{label} · {term(status)}")
 
 
 class _EtaColumn(ProgressColumn):
@@ -90,25 +94,26 @@ class _EtaColumn(ProgressColumn):
 
 def rich_table(t: ReportTable) -> Table:
     """A report table (``bench.report.tables``) as a rich table: best values bold green, footnote marks."""
-    rt = Table(title=t.title, caption=t.caption or None, caption_justify="left")
+    # titles, headers (devices) and cells all hold names from the data: every string is escaped
+    rt = Table(title=term(t.title), caption=term(t.caption) if t.caption else None, caption_justify="left")
     for h in t.label_headers:
-        rt.add_column(h)
+        rt.add_column(term(h))
     for c in t.columns:
-        rt.add_column(f"{c.group} {c.header}".strip(), justify="right")
+        rt.add_column(term(f"{c.group} {c.header}".strip()), justify="right")
     for gi, g in enumerate(t.groups):
         if g.label:
-            rt.add_row(f"[bold]{escape(g.label)}[/bold]", *[""] * (len(t.label_headers) + len(t.columns) - 1))
+            rt.add_row(f"[bold]{term(g.label)}[/bold]", *[""] * (len(t.label_headers) + len(t.columns) - 1))
         for i, r in enumerate(g.rows):
             cells = []
             for c in r.cells:
-                text = escape(c.text) + ("".join(f"[{n}]" for n in c.notes) if c.notes else "")
+                text = term(c.text) + ("".join(f"[{n}]" for n in c.notes) if c.notes else "")
                 if c.best:
                     text = f"[bold green]{text}[/bold green]"
                 elif c.status in ("failed", "timeout"):
                     text = f"[red]{text}[/red]"
                 cells.append(text)
             last = i == len(g.rows) - 1 and gi < len(t.groups) - 1
-            rt.add_row(*(escape(x) for x in r.labels), *cells, end_section=last)
+            rt.add_row(*(term(x) for x in r.labels), *cells, end_section=last)
     return rt
 
 
@@ -134,8 +139,8 @@ def print_summary(console: Console, records: Iterable[Mapping[str, Any]], suite:
     for t in tables:
         console.print(rich_table(t))
         for i, note in enumerate(t.notes, 1):
-            console.print(f"[{i}] {escape(note)}", style="red" if note.startswith(("failed", "timeout")) else None)
+            console.print(f"[{i}] {term(note)}", style="red" if note.startswith(("failed", "timeout")) else None)
     if not tables:
-        console.print(f"{suite}: no cells recorded")
+        console.print(f"{term(suite)}: no cells recorded")
     for line in summary_lines(stored_or_judged(r.get("metrics") or {}) for r in records):  # bench.validity
-        console.print(escape(line), style="red" if "INVALID (" in line else None)
+        console.print(term(line), style="red" if "INVALID (" in line else None)
