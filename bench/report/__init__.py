@@ -10,6 +10,10 @@ Existing files are replaced only when they are ours: identical to the new bytes,
 their current sha256 in the set's manifest (written by an earlier report of the same stem and not
 edited since). Anything else is a conflict: an error (``ReportExistsError``), a new numbered stem,
 or an overwrite, as the caller chooses.
+
+Result files are untrusted (they come from pull requests): the suite name becomes a folder only
+through ``bench.report.escape.safe_component`` (``../../x`` -> ``x-<hash>``), and nothing is written
+whose path leaves the output folder.
 """
 
 from __future__ import annotations
@@ -124,8 +128,18 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def _write_set(
-    folder: Path, stem: str, report: Any, formats: Sequence[str], run_ids: Sequence[str], on_conflict: str
+    folder: Path,
+    stem: str,
+    report: Any,
+    formats: Sequence[str],
+    run_ids: Sequence[str],
+    on_conflict: str,
+    root: Path | None = None,
 ) -> list[Path]:
+    from bench.report.escape import inside, printable
+
+    if root is not None and not inside(folder, root):
+        raise UsageError(f"report folder {printable(folder)} is outside the output folder {printable(root)}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -143,6 +157,9 @@ def _write_set(
     else:
         raise UsageError(f"too many reports named {stem}-N in {folder}")
     stale = {k: v for k, v in _owned(folder, s).items() if k not in files}
+    outside = [name for name in files if Path(name).name != name or not inside(folder / name, folder)]
+    if outside:  # every name is ours or sanitised; this is the last guard before writing
+        raise UsageError(f"report file name leaves the report folder: {printable(outside[0])}")
     try:
         for name, data in files.items():
             p = folder / name
@@ -150,7 +167,7 @@ def _write_set(
                 _write_bytes(p, data)
         for name, sha in stale.items():  # a figure the new data no longer supports: ours, unedited, so remove it
             p = folder / name
-            if "/" not in name and p.is_file() and _sha(p.read_bytes()) == sha:
+            if Path(name).name == name and inside(p, folder) and p.is_file() and _sha(p.read_bytes()) == sha:
                 p.unlink()
     except OSError as e:
         raise UsageError(f"cannot write reports in {folder}: {e.strerror or e}") from None
@@ -191,6 +208,7 @@ def write_reports(
     import pandas as pd
 
     from bench.report.document import build_report, run_stem
+    from bench.report.escape import safe_component
     from bench.store import COLUMNS, iter_rows, load_run, result_files
 
     if on_conflict not in CONFLICT_POLICIES:
@@ -217,7 +235,8 @@ def write_reports(
         report = build_report(frame, [d for _, d in runs], reference_family, figures="md" in fmts or "html" in fmts)
         run_ids = [str(d["run_id"]) for _, d in runs]
         stem = run_stem([f for f, _ in runs], run_ids)
-        written += _write_set(Path(out_dir) / suite, stem, report, fmts, run_ids, on_conflict)
+        folder = Path(out_dir) / safe_component(suite)  # the suite name comes from the file: never a path
+        written += _write_set(folder, stem, report, fmts, run_ids, on_conflict, Path(out_dir))
     return written
 
 

@@ -29,6 +29,7 @@ class Report:
     tidy: pd.DataFrame
     convention: str = FLOP_CONVENTION
     validity: tuple[str, ...] = ()  # footer: invalid latency cells and why, runs started busy (bench.validity)
+    figure_failures: tuple[str, ...] = ()  # one line per figure that could not be drawn (the tables still stand)
 
     @property
     def title(self) -> str:
@@ -75,15 +76,18 @@ def build_report(
     counts: dict[str, int] = {}
     for s in frame["status"]:
         counts[str(s)] = counts.get(str(s), 0) + 1
+    failures: list[str] = []
+    figs = build_figures(frame, [e for a in analyses for e in a.fits], failures) if figures and len(frame) else ()
     return Report(
         suite=str(suites[0]) if suites else "?",
         tables=tuple(build_tables(frame, reference_family)),
         scaling=tuple(scaling_tables(frame, analyses)),
-        figures=tuple(build_figures(frame, [e for a in analyses for e in a.fits])) if figures and len(frame) else (),
+        figures=tuple(figs),
         environment=tuple(environment_line(d) for d in docs),
         status_counts=tuple(sorted(counts.items())),
         tidy=tidy_frame(frame),
         validity=tuple(summary_lines(frame.to_dict("records"), docs)),
+        figure_failures=tuple(failures),
     )
 
 

@@ -5,16 +5,23 @@ without a date and with a fixed ``svg.hashsalt`` (the ids of clip paths are othe
 every order (families, tiers, devices) comes from the data, never from a set or the clock.
 Figures are built with ``matplotlib.figure.Figure`` and saved through the Agg/SVG canvases, so the
 global pyplot state and backend of the calling process are left alone.
+
+Names in figures come from result files (untrusted): no text is parsed as mathtext (``text.parse_math``
+off, so ``fam$\\x{$`` is drawn as typed), labels are one printable line of bounded length, and a figure
+that still fails is left out and named (``failures``) instead of failing the whole report.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bench.report.escape import printable, safe_component
 from bench.report.tables import (
     SCALING_METRICS,
     analysis_entry,
@@ -46,10 +53,13 @@ RC = {
     "figure.dpi": 100,
     "axes.grid": True,
     "grid.alpha": 0.3,
+    "text.parse_math": False,  # labels hold names from result files: "$...$" must never be read as TeX
 }
 DPI = 110
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
 _LINESTYLES = ("-", "--", ":", "-.")
+_LABEL_CHARS = 60
+log = logging.getLogger(__name__)
 _Y_LABELS = {"latency_p50_ms": "latency p50 (ms)", "peak_memory_mb": "peak memory (MB)", "macs": "MACs / sequence"}
 
 
@@ -62,6 +72,12 @@ class FigureFile:
     caption: str
     png: bytes
     svg: bytes
+
+
+def fig_text(text: object) -> str:
+    """A name from a result file as figure text: one printable line, at most 60 characters."""
+    s = printable(text)
+    return s if len(s) <= _LABEL_CHARS else s[: _LABEL_CHARS - 1] + "…"
 
 
 def encode(fig: Figure) -> tuple[bytes, bytes]:
@@ -94,9 +110,12 @@ class _Style:
     def legend_handles(self, families: Sequence[str], tiers: Sequence[str]) -> list[Any]:
         from matplotlib.lines import Line2D
 
-        hs: list[Any] = [Line2D([], [], color=self.color[f], marker="o", linestyle="", label=f) for f in families]
+        hs: list[Any] = [
+            Line2D([], [], color=self.color[f], marker="o", linestyle="", label=fig_text(f)) for f in families
+        ]
         if len(tiers) > 1:
-            hs += [Line2D([], [], color="0.35", marker=self.marker[t], linestyle="", label=f"tier {t}") for t in tiers]
+            hs += [Line2D([], [], color="0.35", marker=self.marker[t], linestyle="", label=fig_text(f"tier {t}"))
+                   for t in tiers]  # fmt: skip
         return hs
 
 
@@ -175,11 +194,14 @@ def _point_slice(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return df, ", ".join(desc)
 
 
-def build_figures(frame: pd.DataFrame, analyses: Sequence[Mapping[str, Any]] = ()) -> list[FigureFile]:
+def build_figures(
+    frame: pd.DataFrame, analyses: Sequence[Mapping[str, Any]] = (), failures: list[str] | None = None
+) -> list[FigureFile]:
     """Every figure the data supports, for one suite's frame (``load_results`` shape).
 
     ``analyses`` are the runs' stored scaling fits (``RunAnalysis.fits``); a matching fit's exponent
-    goes into the scaling figure's legend, else the exponent is fitted here.
+    goes into the scaling figure's legend, else the exponent is fitted here. A figure that fails to
+    draw is left out, logged as a warning and, when ``failures`` is given, named there in one line.
     """
     import matplotlib
 
@@ -190,14 +212,32 @@ def build_figures(frame: pd.DataFrame, analyses: Sequence[Mapping[str, Any]] = (
     with matplotlib.rc_context(RC):
         style = _Style(df)
         pts, desc = _point_slice(df)
-        suite = str(df["suite"].iloc[0])
-        makers = (_latency_vs_params, _accuracy_vs_latency, _peak_memory)
-        for make in makers:
-            made = make(pts, df, style, suite, desc)
-            if made is not None:
-                out.append(made)
-        out += _scaling(df, style, suite, analyses)
+        desc = fig_text(desc)
+        suite = fig_text(df["suite"].iloc[0])
+        makers = (("latency-vs-params", _latency_vs_params), ("accuracy-vs-latency", _accuracy_vs_latency),
+                  ("peak-memory", _peak_memory))  # fmt: skip
+        for name, make in makers:
+            with _failing_figure(name, failures):
+                made = make(pts, df, style, suite, desc)
+                if made is not None:
+                    out.append(made)
+        with _failing_figure("scaling", failures):
+            out += _scaling(df, style, suite, analyses)
     return out
+
+
+@contextmanager
+def _failing_figure(name: str, failures: list[str] | None) -> Iterator[None]:
+    """Catch a figure's failure: matplotlib can fail on data (a label, an extreme size) in many ways, and one
+    figure must never cost the report its tables."""
+    try:
+        yield
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        line = printable(f"{name}: {type(e).__name__}: {first}")[:300]
+        log.warning("figure not drawn: %s", line)
+        if failures is not None:
+            failures.append(line)
 
 
 def _finish(fig: Figure, slug: str, title: str, caption: str) -> FigureFile:
@@ -222,7 +262,7 @@ def _latency_vs_params(pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite
         _log_axis(ax.yaxis, [num(v) for v in d["latency_p50_ms"]])
         ax.set_xlabel("params (M)")
         ax.set_ylabel("latency p50 (ms)")
-        ax.set_title(f"{device} · {desc}")
+        ax.set_title(f"{fig_text(device)} · {desc}")
     fams = list(dict.fromkeys(f for f in style.families if f in set(pts["family"])))
     tiers = [t for t in style.tiers if t in set(pts["tier"])]
     fig.legend(handles=style.legend_handles(fams, tiers), loc="outside right upper")
@@ -293,10 +333,12 @@ def _accuracy_vs_latency(
         _log_axis(ax.xaxis, [num(v) for v in d["latency_p50_ms"]])
         ax.set_xlabel("latency p50 (ms)")
         ax.set_ylabel("accuracy (%)" if scale == 100.0 else "accuracy")
-        ax.set_title(f"{device} · {desc}")
+        ax.set_title(f"{fig_text(device)} · {desc}")
     fams = [f for f in style.families if any(k[1] == f for k in acc)]
     handles = style.legend_handles(fams, tiers_used)
-    handles += [Line2D([], [], color="0.45", linestyle=style.line[t], label=f"Pareto front {t}") for t in tiers_used]
+    handles += [
+        Line2D([], [], color="0.45", linestyle=style.line[t], label=fig_text(f"Pareto front {t}")) for t in tiers_used
+    ]
     fig.legend(handles=handles, loc="outside right upper")
     fig.suptitle(f"{suite}: accuracy vs latency")
     return _finish(fig, "accuracy-vs-latency", "Accuracy vs latency",
@@ -322,20 +364,24 @@ def _peak_memory(pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite: str,
             xs = [i + (j - (len(fams) - 1) / 2) * width for i in range(len(tiers))]
             hs = [vals.get((t, fam), math.nan) for t in tiers]
             ax.bar(
-                xs, [h if math.isfinite(h) else 0 for h in hs], width=width * 0.92, color=style.color[fam], label=fam
+                xs,
+                [h if math.isfinite(h) else 0 for h in hs],
+                width=width * 0.92,
+                color=style.color[fam],
+                label=fig_text(fam),
             )
             for x, h in zip(xs, hs, strict=True):
                 if math.isfinite(h):
                     ax.text(x, h + top * 0.01, fmt_sig(h), ha="center", va="bottom", fontsize=7, rotation=90)
         ax.set_ylim(0, top * 1.18)
-        ax.set_xticks(range(len(tiers)), tiers)
+        ax.set_xticks(range(len(tiers)), [fig_text(t) for t in tiers])
         ax.set_xlabel("tier")
         ax.set_ylabel("peak memory (MB)")
-        ax.set_title(f"{device} · {desc}")
+        ax.set_title(f"{fig_text(device)} · {desc}")
         ax.grid(axis="x", visible=False)
     from matplotlib.patches import Patch
 
-    fig.legend(handles=[Patch(color=style.color[f], label=f) for f in fams], loc="outside right upper")
+    fig.legend(handles=[Patch(color=style.color[f], label=fig_text(f)) for f in fams], loc="outside right upper")
     fig.suptitle(f"{suite}: peak memory")
     return _finish(fig, "peak-memory", "Peak memory",
                    f"Peak memory per model, {desc}; bars grouped by tier, colour = family.")  # fmt: skip
@@ -385,7 +431,7 @@ def _scaling(df: pd.DataFrame, style: _Style, suite: str, analyses: Sequence[Map
                     if e is not None
                     else fit_exponent([a for a, _ in keep], [b for _, b in keep])
                 )
-                name = f"{family}" + (f" · {tier}" if len(style.tiers) > 1 else "")
+                name = fig_text(family) + (f" · {fig_text(tier)}" if len(style.tiers) > 1 else "")
                 lab = f"{name}: k={fit[0]:.2f}" if fit is not None else name
                 ax.plot([a for a, _ in keep], [b for _, b in keep], color=style.color[family], marker=style.marker[tier],
                         linestyle=style.line[tier], markersize=4, label=lab)  # fmt: skip
@@ -400,10 +446,10 @@ def _scaling(df: pd.DataFrame, style: _Style, suite: str, analyses: Sequence[Map
                 ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), ncols=ncol, frameon=False)
             else:
                 ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1, frameon=False)
-        fig.suptitle(
-            f"{suite}: scaling with sequence length · {device} · {d['dtype'].iloc[0]} · batch {int(d['batch_size'].iloc[0])}"
-        )
-        out.append(_finish(fig, f"scaling-{device}", f"Scaling with sequence length ({device})",
+        fig.suptitle(f"{suite}: scaling with sequence length · {fig_text(device)} · {fig_text(d['dtype'].iloc[0])} · "
+                     f"batch {int(d['batch_size'].iloc[0])}")  # fmt: skip
+        # the device comes from the file and goes into a file name: one safe component
+        out.append(_finish(fig, f"scaling-{safe_component(device)}", f"Scaling with sequence length ({fig_text(device)})",
                            "Latency, peak memory and MACs against sequence length (log-log), one line per model; k in "
                            "the legend is the exponent of y ∝ T^k (from the run's analysis when stored, else fitted here)."))  # fmt: skip
     return out
