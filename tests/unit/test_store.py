@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from bench import store
 from bench.errors import StoreError
 from bench.store import COLUMNS, RunWriter, atomic_write_json, load_results, load_run, reserve_path
 
@@ -33,8 +40,10 @@ def _header() -> dict:
 def test_reserve_path_never_reuses_a_name(tmp_path: Path) -> None:
     a = reserve_path(tmp_path, "s", host="h")
     b = reserve_path(tmp_path, "s", host="h")
-    assert a != b and a.exists() and b.exists()
-    assert a.parent == tmp_path / "s"
+    assert a != b and a.parent == tmp_path / "s"
+    assert not a.exists() and not b.exists()  # claimed by a hidden lock file: no empty .json before the first write
+    RunWriter(a, _header())
+    assert reserve_path(tmp_path, "s", host="h") not in (a, b)
 
 
 def test_round_trip_and_columns(tmp_path: Path) -> None:
@@ -110,7 +119,7 @@ def test_bad_record_and_schema_version(tmp_path: Path) -> None:
     }
     p = tmp_path / "r.json"
     p.write_text(json.dumps(doc))
-    with pytest.raises(StoreError, match="record 0 key lacks"):
+    with pytest.raises(StoreError, match=r"records\[0\]\.key lacks"):
         load_run(p)
     doc["schema_version"] = 99
     p.write_text(json.dumps(doc))
@@ -137,3 +146,193 @@ def test_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
         target.mkdir(mode=0o500)
     with pytest.raises(StoreError, match="cannot"):
         reserve_path(target, "s")
+
+
+# --------------------------------------------------------------------------- crash safety and modes
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+_KILLED_IN_FIRST_WRITE = """
+import os, sys, time
+from pathlib import Path
+import bench.store as store
+
+folder, marker = Path(sys.argv[1]), Path(sys.argv[2])
+path = store.reserve_path(folder, "s", host="h")
+def stuck(fd):  # the first write of the run file hangs after its temporary file exists: killed there
+    marker.write_text(str(path))
+    time.sleep(60)
+os.fsync = stuck
+store.RunWriter(path, {"run_id": "r", "suite": "s", "suite_hash": "abc", "profile": "quick", "env": {}})
+"""
+
+
+def test_a_run_killed_in_its_first_write_leaves_no_json(tmp_path: Path) -> None:
+    """kill -9 in the first milliseconds used to leave a 0-byte .json (and a stray .tmp) that broke every scan."""
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_IN_FIRST_WRITE, str(tmp_path), str(marker)])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), "the writer never got to its first write"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    folder = tmp_path / "s"
+    assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == []  # no .json at all
+    leftovers = _hidden(folder)
+    assert any(n.endswith(".tmp") for n in leftovers) and any(n.endswith(".json.lock") for n in leftovers)
+    assert len(load_results(tmp_path)) == 0  # the folder still loads: nothing half-written in it
+    new = reserve_path(tmp_path, "s", host="h")  # the next run cleans what the killed one left
+    assert _hidden(folder) == [f".{new.name}.lock"]
+
+
+def test_stale_temporary_files_are_cleaned_on_resume(tmp_path: Path) -> None:
+    path = reserve_path(tmp_path, "s", host="h")
+    RunWriter(path, _header()).add(_record("m1"))
+    host = store._host_tag()
+    dead = path.with_name(f".{path.name}.{host}.{_dead_pid()}.0123abcd.tmp")
+    live = path.with_name(f".{path.name}.{host}.{os.getpid()}.89abcdef.tmp")  # a writer still at work: kept
+    other = path.with_name(f".{path.name}.otherhost.{_dead_pid()}.01234567.tmp")  # another machine's: kept
+    for p in (dead, live, other):
+        p.write_text("{")
+    w = RunWriter.resume(path)
+    assert not dead.exists() and live.exists() and other.exists()
+    assert len(w.records) == 1
+
+
+def test_write_new_json_never_replaces(tmp_path: Path) -> None:
+    path = tmp_path / "merged.json"
+    store.write_new_json(path, {"a": 1})
+    with pytest.raises(FileExistsError):
+        store.write_new_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 1} and os.listdir(tmp_path) == ["merged.json"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_mode_the_umask_says(umask: int, mode: int, tmp_path: Path, capsys) -> None:
+    """mkstemp made every results, merge, baseline and export file 0600; now they are 0o666 & ~umask."""
+    from _runfiles import record, run_file
+
+    from bench.cli import main
+
+    old = os.umask(umask)
+    try:
+        run = run_file(tmp_path / "runs", [record("m1", (10.0, 10.1, 9.9, 10.0, 10.2, 9.8))])
+        assert main(["merge", str(run), "-o", str(tmp_path / "merged.json")]) == 0
+        assert main(["baseline", "save", str(run), "--name", "main", "--dir", str(tmp_path / "bl")]) == 0
+        assert main(["export", "--format", "pytest-benchmark", str(run), "-o", str(tmp_path / "export.json")]) == 0
+        atomic_write_json(tmp_path / "plain.json", {"a": 1})
+    finally:
+        os.umask(old)
+    for p in (run, tmp_path / "merged.json", tmp_path / "bl" / "main.json", tmp_path / "export.json",
+              tmp_path / "plain.json"):  # fmt: skip
+        assert stat.S_IMODE(p.stat().st_mode) == mode, p
+
+
+# --------------------------------------------------------------------------- two resumes at once
+
+_RESUMER = """
+import sys, time
+from pathlib import Path
+from bench import runner
+from bench.spec import Profile, Suite, Tier, VariantSpec, freeze
+from bench.worker import base_record
+
+mode, out, family, ready = sys.argv[1], Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+LIN = VariantSpec(family="linear", builder="torch.nn:Linear", model_args=freeze({"in_features": 8, "out_features": 4}))
+WIDE = VariantSpec(family="wide", builder="torch.nn:Linear", model_args=freeze({"in_features": 8, "out_features": 5}))
+prof = Profile(name="quick", batch_sizes=(1,), metrics=("params",), warmup_s=0.05, min_run_time_s=0.05)
+tier = Tier(name="t", target_params=40, tolerance=10.0, input_shape=(8,), variants=(LIN, WIDE))
+suite = Suite(name="toy", description="toy", input_kind="image", tiers=(tier,), profiles=(prof,),
+              default_profile="quick")
+first = [True]
+
+def fake(cell, on_event):
+    if first[0] and mode == "resume":  # wait until both processes have read the file: then both write to it
+        first[0] = False
+        (ready / family).touch()
+        deadline = time.time() + 60
+        while len(list(ready.iterdir())) < 2 and time.time() < deadline:
+            time.sleep(0.01)
+    time.sleep(0.01)
+    rec = base_record(cell, "ok")
+    rec["metrics"] = {"params": 1}
+    return rec
+
+if mode == "init":
+    res = runner.run(suite, runner.RunSettings(devices=("cpu",), families=("linear",)), out, measure=fake)
+    print(res.path)
+else:
+    settings = runner.RunSettings(devices=("cpu",), families=(family,), batch_sizes=(1, 2, 3, 4, 5, 6))
+    runner.run(suite, settings, out, resume=sorted((out / "toy").glob("*.json"))[0], measure=fake)
+"""
+
+
+@pytest.mark.slow  # two fresh processes import torch (the runner sizes models and fingerprints the machine)
+def test_two_concurrent_resumes_keep_every_cell(tmp_path: Path, monkeypatch) -> None:
+    """``run --resume FILE --family linear`` and ``--family wide`` at once: both used to exit 0 while the
+    file kept only one process's cells (each rewrote the whole file from its own copy)."""
+    script = tmp_path / "resumer.py"
+    script.write_text(_RESUMER)
+    out, ready = tmp_path / "out", tmp_path / "ready"
+    ready.mkdir()
+    monkeypatch.setattr(sys, "argv", [str(script), "init", str(out), "-", str(ready)])
+    runpy.run_path(str(script), run_name="__main__")  # the file to resume: one cell, written in this process
+    (path,) = (out / "toy").glob("*.json")
+    procs = [subprocess.Popen([sys.executable, str(script), "resume", str(out), fam, str(ready)],
+                              stderr=subprocess.PIPE, text=True) for fam in ("linear", "wide")]  # fmt: skip
+    errs = [p.communicate(timeout=180)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    doc = load_run(path)
+    cells = sorted((r["key"]["family"], r["key"]["batch_size"]) for r in doc["records"])
+    assert cells == sorted((f, b) for f in ("linear", "wide") for b in range(1, 7))  # 12 cells, each once
+    assert doc["finished_at"] is not None
+    assert "another aigc-bench process" in "".join(errs)  # said once, on stderr, by whoever met the other's cells
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no lock or temporary file left
+
+
+def test_add_merges_what_another_writer_wrote_and_replaces_a_recorded_cell(tmp_path: Path) -> None:
+    path = reserve_path(tmp_path, "s", host="h")
+    a = RunWriter(path, _header())
+    a.add(_record("m1"))
+    b = RunWriter.resume(path)
+    b.add(_record("m2"))
+    a.add(_record("m3"))  # a's copy lacks m2: it is merged from the file, not lost
+    b.add(_record("m1", status="failed"))  # the same cell again (--retry-failed): replaced, not duplicated
+    a.finish()
+    recs = load_run(path)["records"]
+    assert [(r["key"]["model"], r["status"]) for r in recs] == [("m1", "failed"), ("m2", "ok"), ("m3", "ok")]
+
+
+# --------------------------------------------------------------------------- names from files as path components
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../../escaped_suite", "/etc/passwd", "..", ".", "", ".hidden", "-rf", "a\nb", "x\x00y", "C:\\x", "CON",
+     "nul.json", "a" * 300, "é/ü", "\u202etxt.exe", "\ud800"],
+)  # fmt: skip
+def test_safe_component_stays_one_component_inside_its_folder(name: str, tmp_path: Path) -> None:
+    c = store.safe_component(name)
+    assert c and len(c) <= 110 and c == store.safe_component(name)  # deterministic: report names stay stable
+    assert "/" not in c and "\\" not in c and not c.startswith((".", "-")) and c.isascii() and c.isprintable()
+    assert (tmp_path / c).resolve().parent == tmp_path.resolve()
+    assert c.split(".")[0].split("-")[0].upper() not in ("CON", "NUL")
+
+
+def test_safe_component_keeps_ordinary_names_and_separates_different_ones() -> None:
+    for ok in ("cv-backbones", "resnet50", "vit_b.16", "seq+1"):
+        assert store.safe_component(ok) == ok
+    names = ["a/b", "a-b", "a:b", "a b", "a\\b", "../a-b"]
+    assert len({store.safe_component(n) for n in names}) == len(names)
