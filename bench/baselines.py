@@ -6,12 +6,15 @@ unless the caller forces it.
 
 from __future__ import annotations
 
-import os
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.errors import StoreError, UsageError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path("results") / "baselines"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -48,38 +51,43 @@ def baseline_path(name: str, folder: Path | str = DEFAULT_DIR) -> Path:
 def save(run: Path | str, name: str, folder: Path | str = DEFAULT_DIR, *, force: bool = False) -> Path:
     """Copy a (validated) run file to ``folder/NAME.json``; refuse to overwrite, or to save a run with INVALID
     latency cells (``bench.validity``), unless ``force``."""
-    from bench.store import atomic_write_json, load_run, result_files
+    return save_run(run, name, folder, force=force)[0]
+
+
+def save_run(
+    run: Path | str, name: str, folder: Path | str = DEFAULT_DIR, *, force: bool = False
+) -> tuple[Path, dict[str, Any]]:
+    """``save``, also returning the saved document (read and validated once, before anything is written)."""
+    from bench.store import atomic_write_json, load_runs, show_path, write_new_json
     from bench.validity import refuse_invalid_baseline
 
-    files = result_files(run)
-    if len(files) != 1:
+    dest = baseline_path(name, folder)  # a bad name fails before any file is read
+    runs = load_runs(run)
+    if len(runs) != 1:
         raise UsageError(
-            f"{run}: a baseline is one run file, found {len(files)} (merge shards first with `aigc-bench merge`)"
+            f"{show_path(run)}: a baseline is one run file, found {len(runs)} (merge shards first with `aigc-bench merge`)"
         )
-    doc = load_run(files[0])
+    source, doc = runs[0]
     if not force:  # a baseline every later run is judged against must not hold INVALID latencies
-        refuse_invalid_baseline(doc, files[0])
-    dest = baseline_path(name, folder)
+        refuse_invalid_baseline(doc, show_path(source))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise StoreError(f"cannot create baselines folder {dest.parent}: {e.strerror or e}") from None
-    if not force:
-        try:  # claim the name atomically: two concurrent saves cannot both win
-            os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        except FileExistsError:
-            raise UsageError(f"baseline {name!r} already exists ({dest}); pass --force to replace it") from None
+        raise StoreError(f"cannot create baselines folder {show_path(dest.parent)}: {e.strerror or e}") from None
     try:
-        atomic_write_json(dest, doc)
+        if force:
+            atomic_write_json(dest, doc)
+        else:  # created complete or not at all, never over an existing one: two concurrent saves cannot both win
+            write_new_json(dest, doc)
+    except FileExistsError:
+        raise UsageError(f"baseline {name!r} already exists ({show_path(dest)}); pass --force to replace it") from None
     except OSError as e:
-        if not force:
-            dest.unlink(missing_ok=True)  # release the name claimed above
-        raise StoreError(f"cannot write baseline {dest}: {e.strerror or e}") from None
-    return dest
+        raise StoreError(f"cannot write baseline {show_path(dest)}: {e.strerror or e}") from None
+    return dest, doc
 
 
 def list_baselines(folder: Path | str = DEFAULT_DIR) -> list[Baseline]:
-    """Every readable baseline in ``folder``, by name; unreadable files are skipped."""
+    """Every readable baseline in ``folder``, by name; an unreadable one is skipped with a one-line warning."""
     from bench.store import load_run
 
     out: list[Baseline] = []
@@ -91,7 +99,8 @@ def list_baselines(folder: Path | str = DEFAULT_DIR) -> list[Baseline]:
             continue
         try:
             doc = load_run(p)
-        except StoreError:
+        except StoreError as e:
+            log.warning("skipping baseline %s", e)  # e names the file and the fault
             continue
         out.append(Baseline(p.stem, p, doc["suite"], doc["profile"], doc.get("started_at"), (doc.get("env") or {}).get("host"),
                             len(doc["records"]), doc.get("finished_at") is not None))  # fmt: skip
@@ -101,7 +110,7 @@ def list_baselines(folder: Path | str = DEFAULT_DIR) -> list[Baseline]:
 def resolve(spec: Path | str, folder: Path | str = DEFAULT_DIR) -> Path:
     """A path that exists as given, else the baseline of that name; else a one-line error naming both."""
     p = Path(spec)
-    if p.exists():
+    if p.exists() or p.is_symlink():  # a broken link is reported as such when it is read
         return p
     if _NAME.fullmatch(str(spec)):
         cand = Path(folder) / f"{spec}.json"

@@ -91,9 +91,13 @@ def _warnings(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
             out.append(f"shards of different splits: {', '.join(sorted(s for s in shards if s))}")
         else:
             (n,) = ns
-            missing = sorted(set(range(1, n + 1)) - {k for k, _ in parsed})
+            have = {k for k, _ in parsed}
+            missing = [k for k in range(1, n + 1) if k not in have]  # n <= bench.store.MAX_SHARDS
             if missing:
-                out.append(f"shards missing: {', '.join(f'{k}/{n}' for k in missing)} (the merged run is partial)")
+                shown = ", ".join(f"{k}/{n}" for k in missing[:20]) + (
+                    f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+                )
+                out.append(f"shards missing: {shown} (the merged run is partial)")
     if not all(d.get("finished_at") for _, d in runs):
         unfinished = [name for name, d in runs if not d.get("finished_at")]
         out.append(f"unfinished (killed?) shard files: {', '.join(unfinished)}")
@@ -115,28 +119,27 @@ def _warnings(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
 
 
 def merge_files(paths: Sequence[Path | str], out: Path | str) -> tuple[Path, dict[str, Any], list[str]]:
-    """Merge run files into ``out`` (which must not exist). Returns the path, the document and warnings."""
-    from bench.store import atomic_write_json, load_run
+    """Merge run files (or the run files under folders) into ``out``, which must not exist.
+
+    Every input is read and validated once, before anything is written; a malformed file, even in a
+    folder, is a ``StoreError`` (never skipped). ``out`` appears complete or not at all (mode
+    ``0o666 & ~umask``). Returns the path, the document and warnings.
+    """
+    from bench.store import load_runs, show_path, write_new_json
 
     out = Path(out)
-    if out.exists():
-        raise UsageError(f"{out} already exists; merge never overwrites a file, choose another -o")
+    if os.path.lexists(out):
+        raise UsageError(f"{show_path(out)} already exists; merge never overwrites a file, choose another -o")
     if not paths:
         raise UsageError("merge needs at least one run file")
-    runs = [(str(p), load_run(p)) for p in paths]
+    runs = [(show_path(p), doc) for p, doc in load_runs(paths)]
     doc, warnings = merge_runs(runs)
     doc["run_id"] = f"{out.stem}-{doc['suite_hash'][:6]}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)  # claim the name: never overwrite
+        write_new_json(out, doc)
     except FileExistsError:
-        raise UsageError(f"{out} already exists; merge never overwrites a file, choose another -o") from None
+        raise UsageError(f"{show_path(out)} already exists; merge never overwrites a file, choose another -o") from None
     except OSError as e:
-        raise StoreError(f"cannot write {out}: {e.strerror or e}") from None
-    os.close(fd)
-    try:
-        atomic_write_json(out, doc)
-    except OSError as e:
-        out.unlink(missing_ok=True)
-        raise StoreError(f"cannot write {out}: {e.strerror or e}") from None
+        raise StoreError(f"cannot write {show_path(out)}: {e.strerror or e}") from None
     return out, doc, warnings

@@ -33,14 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _save(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from bench.baselines import save
+    from bench.baselines import save_run
 
-    path = save(args.run, args.name, args.dir, force=args.force)
+    path, doc = save_run(args.run, args.name, args.dir, force=args.force)  # validated once, up front
     console = Console()
     console.print(f"baseline [bold]{args.name}[/bold]: {path}")
-    from bench.store import load_run
-
-    if load_run(path).get("finished_at") is None:
+    if doc.get("finished_at") is None:
         console.print("[yellow]warning:[/yellow] the run never finished (killed?); some cells may be missing")
     return 0
 

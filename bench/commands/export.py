@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,24 +27,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from bench.export import to_pytest_benchmark
-    from bench.store import atomic_write_json, load_run
+    from bench.store import load_run, show_path, write_new_json
 
-    doc = load_run(args.run)
+    if args.output is not None and os.path.lexists(args.output):  # before reading a possibly large file
+        raise UsageError(f"{show_path(args.output)} already exists; export never overwrites a file")
+    doc = load_run(args.run)  # validated: finite samples, typed fields
     out, left_out = to_pytest_benchmark(doc)
     if left_out:
         print(f"aigc-bench: {len(left_out)} cells not exported (not ok, or no latency samples)", file=sys.stderr)
     if not out["benchmarks"]:
-        raise UsageError(f"{args.run}: no ok cell with latency samples to export")
+        raise UsageError(f"{show_path(args.run)}: no ok cell with latency samples to export")
     if args.output is None:
-        json.dump(out, sys.stdout, indent=1)
+        json.dump(out, sys.stdout, indent=1, allow_nan=False)
         sys.stdout.write("\n")
         return 0
-    if args.output.exists():
-        raise UsageError(f"{args.output} already exists; export never overwrites a file")
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(args.output, out)
+        write_new_json(args.output, out)  # complete or not at all, never over an existing file
+    except FileExistsError:
+        raise UsageError(f"{show_path(args.output)} already exists; export never overwrites a file") from None
     except OSError as e:
-        raise UsageError(f"cannot write {args.output}: {e.strerror or e}") from None
-    print(f"exported {len(out['benchmarks'])} benchmarks: {args.output}", file=sys.stderr)
+        raise UsageError(f"cannot write {show_path(args.output)}: {e.strerror or e}") from None
+    print(f"exported {len(out['benchmarks'])} benchmarks: {show_path(args.output)}", file=sys.stderr)
     return 0

@@ -1,7 +1,8 @@
 """``aigc-bench merge FILES... -o RUN``: join the shard files of one run into one run file.
 
 Refuses (exit 2) overlapping shards (a cell twice), shards of different suite definitions or
-profiles, and an existing output file (never overwritten).
+profiles, a malformed file (also inside a folder: never skipped), and an existing output file
+(never overwritten).
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from bench.merge import merge_files
-    from bench.store import result_files
 
-    files = result_files(args.files)
-    path, doc, warnings = merge_files(files, args.output)
+    path, doc, warnings = merge_files(args.files, args.output)  # reads and validates every file once
     console = Console(stderr=True)
     for w in warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
-    Console().print(f"merged {len(files)} files, {len(doc['records'])} cells: [bold]{path}[/bold]")
+    Console().print(f"merged {len(doc['merged_from'])} files, {len(doc['records'])} cells: [bold]{path}[/bold]")
     return 0
