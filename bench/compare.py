@@ -67,6 +67,11 @@ DEFAULT_FAIL_ON = "latency:5%,memory:5%,macs:0%,accuracy:1pt"
 #: smaller than this are noise whatever the percentage. CUDA peaks come from the allocator: no floor.
 RSS_NOISE_FLOOR_MB = 16.0
 N_BOOTSTRAP = 2000
+#: Above this many samples, a side's bootstrap medians are drawn straight from their exact distribution
+#: (the resample's middle order statistics, O(1) each after one sort) rather than by building each
+#: resample (O(n) each: 2000 resamples of a million samples per cell kept ``compare`` busy for minutes).
+#: Below it the resamples are built as before, so results on ordinary runs are unchanged.
+RESAMPLE_MAX = 10_000
 #: IQR/median above which a side's latency samples are unstable (torch.utils.benchmark's warning
 #: level): a machine disturbed during the run, whose samples are not the independent draws the test
 #: assumes. Such a change is "too noisy", never a regression.
@@ -277,16 +282,19 @@ def sample_shift(
     rng = np.random.default_rng(seed)
     raw_ratios = np.empty(n_boot)
     ratios = np.empty(n_boot) if rb is not None else None
-    chunk = max(1, 2_000_000 // max(len(b), len(c)))  # bound memory for long sample lists
+    sides = [x for x in (b, raw_c, rb, rc) if x is not None]
+    big = {id(x): np.sort(x) for x in sides if len(x) > RESAMPLE_MAX}  # sorted once; medians drawn directly
+    small = [len(x) for x in sides if id(x) not in big]
+    chunk = max(1, 2_000_000 // max(small, default=1))  # bound memory for long sample lists
     for start in range(0, n_boot, chunk):
         k = min(chunk, n_boot - start)
-        mb = np.median(b[rng.integers(0, len(b), size=(k, len(b)))], axis=1)
-        mc = np.median(raw_c[rng.integers(0, len(c), size=(k, len(c)))], axis=1)
+        mb = _boot_medians(b, k, rng, big.get(id(b)))
+        mc = _boot_medians(raw_c, k, rng, big.get(id(raw_c)))
         with np.errstate(divide="ignore", invalid="ignore"):
             raw_ratios[start : start + k] = mc / mb
             if ratios is not None:
-                mrb = np.median(rb[rng.integers(0, len(rb), size=(k, len(rb)))], axis=1)
-                mrc = np.median(rc[rng.integers(0, len(rc), size=(k, len(rc)))], axis=1)
+                mrb = _boot_medians(rb, k, rng, big.get(id(rb)))
+                mrc = _boot_medians(rc, k, rng, big.get(id(rc)))
                 ratios[start : start + k] = mc / mb / (mrc / mrb)
     med_b = float(np.median(b))
     raw_ratio = float(np.median(raw_c)) / med_b if med_b else math.inf
@@ -298,6 +306,29 @@ def sample_shift(
     ratio = float(np.median(c)) / med_b if med_b else math.inf
     return replace(shift, speed_factor=factor, machine_ratio=ratio, machine_ci=(lo, hi),
                    machine_p_value=_rank_test(b, c))  # fmt: skip
+
+
+def _boot_medians(x: Any, k: int, rng: Any, sorted_x: Any = None) -> Any:
+    """The medians of ``k`` bootstrap resamples of ``x`` (each ``len(x)`` draws with replacement).
+
+    Without ``sorted_x``: built resample by resample (O(n) each). With ``sorted_x`` (``x`` sorted): drawn
+    from their exact distribution in O(1) each. A resample is ``sorted_x[floor(n U_i)]`` for n uniforms
+    U_i, so its j-th smallest value is ``sorted_x[floor(n U_(j))]`` where U_(j), the j-th smallest of n
+    uniforms, is Beta(j, n - j + 1); the next one up is U_(j) + (1 - U_(j)) Beta(1, n - j). The median is
+    the middle one (odd n) or the mean of the middle two (even n), as ``numpy.median`` takes it.
+    """
+    import numpy as np
+
+    n = len(x)
+    if sorted_x is None:
+        return np.median(x[rng.integers(0, n, size=(k, n))], axis=1)
+    m = (n + 1) // 2  # 1-based rank of the (lower) middle value
+    u = rng.beta(m, n - m + 1, size=k)
+    lo = sorted_x[np.minimum((u * n).astype(np.int64), n - 1)]
+    if n % 2:
+        return lo
+    v = u + (1.0 - u) * rng.beta(1, n - m, size=k)
+    return (lo + sorted_x[np.minimum((v * n).astype(np.int64), n - 1)]) / 2
 
 
 def _spread(x: Any) -> float:
@@ -727,7 +758,12 @@ def _latency_pending(th: Threshold, brow: Mapping[str, Any], crow: Mapping[str, 
 
 def min_p_value(n_baseline: int, n_current: int) -> float:
     """The smallest two-sided Mann-Whitney p-value possible with these sample counts (complete separation)."""
-    return min(1.0, 2.0 / math.comb(n_baseline + n_current, n_baseline))
+    if n_baseline + n_current <= 1000:
+        return min(1.0, 2.0 / math.comb(n_baseline + n_current, n_baseline))
+    # 2 / C(nb + nc, nb) in logs: the binomial itself takes seconds to build for large counts and overflows
+    # a float beyond about 1030 samples in all (OverflowError).
+    log_comb = math.lgamma(n_baseline + n_current + 1) - math.lgamma(n_baseline + 1) - math.lgamma(n_current + 1)
+    return min(1.0, 2.0 * math.exp(-log_comb))
 
 
 def _latency_verdict(
@@ -931,15 +967,20 @@ def _side_notes(baseline: RunSet, current: RunSet) -> list[str]:
 
 
 def load_side(spec: str | Path, baselines_dir: Path | str | None = None) -> RunSet:
-    """A run file, a folder of run files, or (where no such path exists) a baseline name."""
-    from bench.baselines import DEFAULT_DIR, resolve
-    from bench.store import load_results, load_run, result_files
+    """A run file, a folder of run files, or (where no such path exists) a baseline name.
 
-    paths = result_files(resolve(spec, baselines_dir or DEFAULT_DIR))
-    if not paths:
-        raise UsageError(f"{spec}: no aigc-bench run files found")
-    docs = [load_run(p) for p in paths]
-    frame = load_results(paths)
+    Every file is read and validated once (``bench.store.load_runs``): a malformed one, even in a
+    folder, is a ``StoreError`` (exit 2), never left out of the comparison.
+    """
+    from bench.baselines import DEFAULT_DIR, resolve
+    from bench.store import load_runs, results_frame, show_path
+
+    runs = load_runs(resolve(spec, baselines_dir or DEFAULT_DIR))
+    if not runs:
+        raise UsageError(f"{show_path(spec)}: no aigc-bench run files found")
+    paths = [p for p, _ in runs]
+    docs = [d for _, d in runs]
+    frame = results_frame(runs)
     envs = [d.get("env") or {} for d in docs]
     info = RunInfo(
         label=str(spec),
