@@ -397,10 +397,7 @@ def run(
         result.records.append(rec)
         if on_event:
             on_event("done", cell, rec)
-    analysis = analyse_run(writer.records)
-    if analysis:
-        writer.doc["analysis"] = analysis
-    writer.finish()
+    writer.finish(analyse=analyse_run)  # under the file's lock, over every cell (another --resume's too)
     return result
 
 

@@ -310,9 +310,10 @@ def test_add_merges_what_another_writer_wrote_and_replaces_a_recorded_cell(tmp_p
     b.add(_record("m2"))
     a.add(_record("m3"))  # a's copy lacks m2: it is merged from the file, not lost
     b.add(_record("m1", status="failed"))  # the same cell again (--retry-failed): replaced, not duplicated
-    a.finish()
-    recs = load_run(path)["records"]
-    assert [(r["key"]["model"], r["status"]) for r in recs] == [("m1", "failed"), ("m2", "ok"), ("m3", "ok")]
+    a.finish(analyse=lambda records: {"cells": len(records)})  # derived results see every process's cells
+    doc = load_run(path)
+    assert [(r["key"]["model"], r["status"]) for r in doc["records"]] == [("m1", "failed"), ("m2", "ok"), ("m3", "ok")]
+    assert doc["analysis"] == {"cells": 3} and doc["finished_at"] is not None
 
 
 # --------------------------------------------------------------------------- names from files as path components
