@@ -170,7 +170,7 @@ def read_json(path: Path | str) -> Any:
     p = Path(path)
     where = show_path(p)
     data = _read_bytes(p, max_file_bytes())
-    if not data.strip():
+    if not data or data.isspace():
         raise StoreError(f"{where}: empty file (a run killed before its first write leaves none now; delete it)")
     try:
         text = data.decode("utf-8")
