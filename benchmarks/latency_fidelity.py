@@ -19,7 +19,7 @@ of the per-round ratios). A line passes when the ratio is within ``--tolerance``
 needs a quiet machine: run it alone (the load average is printed), never next to other work.
 
     python benchmarks/latency_fidelity.py [--models resnet50 deit_small_patch16_224 efficientnet_b0]
-                                          [--rounds 3] [--min-run-time 1.0] [--threads 1] [--quick]
+                                          [--rounds 3] [--min-run-time 1.0] [--threads 1] [--device cpu|cuda] [--quick]
 
 Exit status: 0 when every line passes, 1 otherwise.
 """
@@ -41,7 +41,9 @@ REGIMES = ("system", "steady")
 ORDERS = ("AB", "BA")  # A = bench.measure_latency, B = torch.utils.benchmark.Timer
 
 
-def child(model_name: str, regime: str, order: str, rounds: int, min_run_time: float, threads: int) -> dict[str, Any]:
+def child(
+    model_name: str, regime: str, order: str, rounds: int, min_run_time: float, threads: int, device: str = "cpu"
+) -> dict[str, Any]:
     """One fresh process: set the regime first, then time A and B in interleaved rounds; returns medians in ms."""
     sys.path.insert(0, str(ROOT))  # runnable from a source checkout without installing the package
     from bench.metrics._malloc import apply_process_regime
@@ -55,13 +57,16 @@ def child(model_name: str, regime: str, order: str, rounds: int, min_run_time: f
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = timm.create_model(model_name, pretrained=False).eval()
-    x = torch.randn(1, 3, 224, 224)
+    model = timm.create_model(model_name, pretrained=False).eval().to(device)
+    x = torch.randn(1, 3, 224, 224, device=device)
+    # On CUDA the Timer synchronises before each reading (torch.utils.benchmark does so whenever CUDA is
+    # available); measure_latency times with CUDA events between synchronisations.
     timer = Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
     last: dict[str, Any] = {}
 
     def ours() -> float:
-        m = measure_latency(model, x, min_run_time_s=min_run_time, warmup_s=0.5, allocator=regime, threads=threads)
+        m = measure_latency(model, x, min_run_time_s=min_run_time, warmup_s=0.5, allocator=regime, threads=threads,
+                            device=device)  # fmt: skip
         last.update(malloc=m.malloc, n=m.n, number_per_sample=m.number_per_sample, warmup_iters=m.warmup_iters)
         return m.median_ms
 
@@ -80,7 +85,7 @@ def child(model_name: str, regime: str, order: str, rounds: int, min_run_time: f
 
 def run_child(args: argparse.Namespace, model: str, regime: str, order: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", model, regime, order, "--rounds", str(args.rounds),
-           "--min-run-time", str(args.min_run_time), "--threads", str(args.threads)]  # fmt: skip
+           "--min-run-time", str(args.min_run_time), "--threads", str(args.threads), "--device", args.device]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
@@ -95,6 +100,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per process (default 3)")
     ap.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement (default 1.0)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where both tools time (default cpu)")
     ap.add_argument("--tolerance", type=float, default=0.03, help="pass when |A/B - 1| <= this (default 0.03)")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke check: 1 round of 0.3 s per process (the ratios are not verdict-grade)")  # fmt: skip
@@ -103,7 +109,7 @@ def main() -> int:
     if args.quick:
         args.rounds, args.min_run_time = 1, 0.3
     if args.child:
-        print(json.dumps(child(*args.child, args.rounds, args.min_run_time, args.threads)))
+        print(json.dumps(child(*args.child, args.rounds, args.min_run_time, args.threads, args.device)))
         return 0
 
     import timm
@@ -111,7 +117,7 @@ def main() -> int:
 
     print(f"torch {torch.__version__}, timm {timm.__version__}, threads {args.threads}, cpus {os.cpu_count()}, "
           f"load average {_load()}")  # fmt: skip
-    print(f"batch 1, CPU; per process {args.rounds} interleaved rounds x {args.min_run_time} s per measurement; "
+    print(f"batch 1, {args.device}; per process {args.rounds} interleaved rounds x {args.min_run_time} s per measurement; "
           f"A = bench.measure_latency, B = torch.utils.benchmark.Timer under inference_mode; pass: |A/B - 1| <= "
           f"{args.tolerance:.0%}{' (--quick: a smoke check, not a verdict)' if args.quick else ''}")  # fmt: skip
     print(f"\n{'model':<24} {'regime':<7} {'order':<5} {'A ms':>8} {'B ms':>8} {'A/B':>6} {'paired':>7}  verdict  "

@@ -1,20 +1,83 @@
 #!/usr/bin/env bash
-# One-shot GPU check: CUDA-marked tests, then a quick cv-backbones run on CUDA.
-# Usage: bash scripts/gpu-check.sh [OUT_DIR]   (prints everything; writes results under OUT_DIR)
+# One-shot GPU check, sized for a 15-minute device lease (about 6 minutes of commands on an H200).
+#
+#   bash scripts/gpu-check.sh [OUT_DIR] [STEP...]     steps: env tests runs report fidelity suite (default: all)
+#
+# 1. tests     the CUDA-marked tests (latency/memory on the GPU, the counter on real CUDA kernels for
+#              every suite model in fp32/bf16 and the three grad modes, side effects on CUDA flags/RNG/stream)
+# 2. runs      a quick CUDA run of each suite (cv in fp32 and bf16; seq), one with --allocator system,
+#              each writing its reports (validity verdicts, malloc regime footers) -- then `compare` of the
+#              two regimes (must refuse to judge across regimes: exit 2 or an environment note)
+# 3. fidelity  benchmarks/latency_fidelity.py on CUDA: bench.measure_latency vs torch.utils.benchmark
+# 4. suite     the fast CPU test suite with a GPU visible (finds tests that assume there is none)
+#
+# Everything is printed and also written under OUT_DIR (gpu-check.log, results.tar.gz). Each step has its
+# own time limit, so one hang cannot eat the lease. Packages the device image lacks (fvcore, mnist1d...)
+# can be put in ./.devsite (pure-Python copies), which goes first on PYTHONPATH.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/gpu-check}}
+shift || true
+steps=${*:-env tests runs report fidelity suite}
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-python - <<'PY'
-import torch
-print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
-if torch.cuda.is_available():
-    print("gpu", torch.cuda.get_device_name(0))
-PY
+log="$out/gpu-check.log"
+work=$(mktemp -d)
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg PYTHONPATH="$PWD/.devsite:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+py=${PYTHON:-python3}
+declare -A verdict=()
+
+step() {  # step NAME LIMIT_S CMD...: run, time and record one step
+  local name=$1 limit=$2
+  shift 2
+  echo "=== $name (limit ${limit}s): $*" | tee -a "$log"
+  local t0=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$log"
+  local rc=${PIPESTATUS[0]}
+  verdict[$name]="rc=$rc $((SECONDS - t0))s"
+  echo "=== $name: rc=$rc in $((SECONDS - t0)) s" | tee -a "$log"
+}
+
+has() { [[ " $steps " == *" $1 "* ]]; }
+
+if has env; then
+  step env 60 bash -c "nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.used --format=csv
+    $py -c 'import sys, torch, timm; print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.version.cuda,
+    \"available\", torch.cuda.is_available(), \"bf16\", torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+    \"timm\", timm.__version__); import fvcore, mnist1d, bench; print(\"bench from\", bench.__file__)'
+    $py -m bench.cli env"
+fi
+if has tests; then
+  xdist=()
+  $py -c "import xdist" 2>/dev/null && xdist=(-n 4)
+  step cuda-tests 180 $py -m pytest -q -p no:cacheprovider -m cuda "${xdist[@]}" tests/
+fi
+if has runs; then
+  r="$work/results"
+  step run-cv 120 $py -m bench.cli run cv-backbones --profile quick --device cuda --dtype fp32,bf16 --out "$r"
+  step run-seq 120 $py -m bench.cli run seq-backbones --profile quick --device cuda --out "$r"
+  step run-system 60 $py -m bench.cli run cv-backbones --profile quick --device cuda --family resnet,vit \
+    --allocator system --out "$work/system"
+  step compare-regimes 60 bash -c "$py -m bench.cli compare \$(ls $r/cv-backbones/*.json | head -1) \
+    \$(ls $work/system/cv-backbones/*.json | head -1); echo compare exit \$?"
+fi
+if has report; then
+  step report 60 bash -c "for f in $work/results/reports/*/*.md; do echo \"--- \$f\"; cat \"\$f\"; done"
+fi
+if has fidelity; then
+  step fidelity 120 $py benchmarks/latency_fidelity.py --device cuda --regimes system steady --rounds 2 \
+    --min-run-time 0.5 --models resnet50 deit_small_patch16_224 efficientnet_b0
+fi
+if has suite; then
+  xdist=()
+  $py -c "import xdist" 2>/dev/null && xdist=(-n 8)
+  step fast-suite 120 $py -m pytest -q -p no:cacheprovider -m "not slow and not cuda" "${xdist[@]}" --maxfail=20 tests/
+fi
+tar -czf "$out/results.tar.gz" -C "$work" . 2>/dev/null
+echo "=== summary" | tee -a "$log"
 status=0
-python -m pytest -q -m cuda tests/ 2>&1 | tee "$out/cuda-tests.log" || status=1
-python -m bench.cli run cv-backbones --profile quick --device cuda --out "$out/results" --no-report 2>&1 | tee "$out/run.log" || status=1
-python -m bench.cli run seq-backbones --profile quick --device cuda --out "$out/results" --no-report 2>&1 | tee "$out/run-seq.log" || status=1
-echo "gpu-check exit status: $status"
+for name in "${!verdict[@]}"; do
+  echo "$name: ${verdict[$name]}" | tee -a "$log"
+  [[ ${verdict[$name]} == rc=0* ]] || status=1
+done
+echo "gpu-check exit status: $status" | tee -a "$log"
 exit $status
