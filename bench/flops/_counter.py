@@ -14,6 +14,7 @@ import copy
 import itertools
 import logging
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -175,12 +176,45 @@ class _Tally:
         )
 
 
+_PAD = torch.ops.aten.constant_pad_nd.default
+#: fused attention kernels that CUDA's scaled_dot_product_attention feeds with head-dim-padded q/k/v
+_PADDED_ATTENTION = {
+    getattr(torch.ops.aten, name).default
+    for name in ("_scaled_dot_product_flash_attention", "_scaled_dot_product_cudnn_attention",
+                 "_scaled_dot_product_efficient_attention")
+    if hasattr(torch.ops.aten, name)
+}  # fmt: skip
+
+
 class _DispatchCounter(TorchDispatchMode):
     """Sees every aten op after autograd and hands it to the tally."""
 
     def __init__(self, tally: _Tally) -> None:
         super().__init__()
         self.tally = tally
+        # id(output) -> (the output, its last dim before padding) for each constant_pad_nd that padded the
+        # last dim alone: see _unpadded_attention_inputs.
+        self._padded: dict[int, tuple[weakref.ref[Tensor], int]] = {}
+
+    def _unpadded_attention_inputs(self, args: Sequence[Any]) -> Sequence[Any]:
+        """Attention kernel arguments with torch's own head-dim padding taken off q/k/v, for the formula.
+
+        CUDA's ``scaled_dot_product_attention`` pads the head dimension to a multiple of 8 before its
+        flash kernel and slices the output back (68 -> 72 for a 408-wide, 6-head ViT in bf16). Inside
+        torch code that the function-level counter cannot see (``nn.MultiheadAttention``'s forward), the
+        kernel is all that reaches the tally. When q, k and v are all fresh outputs of such a pad, the
+        formula reads their shapes before it (meta stand-ins): the model's attention, not the kernel's.
+        """
+        if len(args) < 3:
+            return args
+        shapes = []
+        for t in args[:3]:
+            entry = self._padded.get(id(t)) if isinstance(t, Tensor) else None
+            if entry is None or entry[0]() is not t:
+                return args
+            shapes.append((*t.shape[:-1], entry[1]))
+        stand_ins = [torch.empty(shape, dtype=t.dtype, device="meta") for shape, t in zip(shapes, args, strict=False)]
+        return (*stand_ins, *args[3:])
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -192,8 +226,20 @@ class _DispatchCounter(TorchDispatchMode):
             with self:
                 return func._op_dk(composite, *args, **kwargs)
         out = func(*args, **kwargs)
+        if func is _PAD and isinstance(out, Tensor) and _pads_last_dim_only(args):
+            if len(self._padded) > 64:  # forget the freed ones now and then
+                self._padded = {k: v for k, v in self._padded.items() if v[0]() is not None}
+            self._padded[id(out)] = (weakref.ref(out), args[0].shape[-1])
+        elif func in _PADDED_ATTENTION:
+            self.tally.record(func, self._unpadded_attention_inputs(args), kwargs, out)
+            return out
         self.tally.record(func, args, kwargs, out)
         return out
+
+
+def _pads_last_dim_only(args: Sequence[Any]) -> bool:
+    pad = list(args[1]) if len(args) > 1 else []
+    return len(pad) == 2 and pad[0] == 0 and pad[1] > 0 and isinstance(args[0], Tensor)
 
 
 _DK = torch._C.DispatchKey
@@ -331,6 +377,26 @@ def _complex_conv_inputs(args: Sequence[Any], kwargs: Mapping[str, Any], transpo
     return [args[0], args[1] if len(args) > 1 else kwargs["weight"], bias, None, None, None, transposed]
 
 
+# ---------------------------------------------------------------------------------------------
+# Attention on CUDA. scaled_dot_product_attention pads the head dimension to a multiple of 8
+# before CUDA's flash kernel (68 -> 72 for a 408-wide, 6-head ViT) and slices the output back, so
+# the kernel the dispatch mode sees is larger than the model's attention (+0.4% of a ViT's MACs in
+# bf16, none in fp32, whose memory-efficient kernel does not pad). The count is of the model's
+# algorithm, the same on every backend: on real CUDA tensors the call is counted whole, with the
+# shapes the caller passed. Tensor subclasses (nested/jagged) keep their own dispatch path.
+
+_SDPA = torch.nn.functional.scaled_dot_product_attention
+
+
+def _sdpa_cuda_operands(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Tensor] | None:
+    """``[query, key, value]`` when all three are plain tensors on a CUDA device, else None."""
+    names = ("query", "key", "value")
+    qkv = [args[i] if len(args) > i else kwargs.get(names[i]) for i in range(3)]
+    if all(type(t) is Tensor and t.device.type == "cuda" for t in qkv):
+        return qkv
+    return None
+
+
 class _FunctionCounter(TorchFunctionMode):
     """Calls counted whole at the torch-function level, before their composite kernels split them."""
 
@@ -347,6 +413,13 @@ class _FunctionCounter(TorchFunctionMode):
                 op, outputs = _rnn_outputs(kind, args)
                 self.tally.record(op, args, None, outputs)
                 return outputs if len(outputs) > 1 else outputs[0]
+        if func is _SDPA:
+            qkv = _sdpa_cuda_operands(args, kwargs)
+            if qkv is not None:
+                with self.tally.paused():
+                    out = func(*args, **kwargs)
+                self.tally.record(aten_op("scaled_dot_product_attention"), qkv, None, out)
+                return out
         transposed = _CONV_FUNCS.get(func)
         if transposed is not None and args and isinstance(args[0], Tensor) and args[0].is_complex():
             with self.tally.paused():
@@ -434,12 +507,13 @@ def _module_hooks(tally: _Tally) -> Iterator[None]:
         post.remove()
 
 
-def _holds_complex(model: nn.Module, inputs: Any) -> bool:
-    found = any(t.is_complex() for t in itertools.chain(model.parameters(), model.buffers()))
+def _holds(model: nn.Module, inputs: Any, test: Callable[[Tensor], bool]) -> bool:
+    """Whether any parameter, buffer or input tensor passes ``test``."""
+    found = any(test(t) for t in itertools.chain(model.parameters(), model.buffers()))
 
     def check(t: Tensor) -> Tensor:
         nonlocal found
-        found = found or t.is_complex()
+        found = found or test(t)
         return t
 
     map_tensors(inputs, check)
@@ -450,8 +524,9 @@ def _run(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, met
     tally = _Tally({id(m): n for n, m in model.named_modules()})
     # Any torch-function mode turns off the fused fast paths of nn.MultiheadAttention and
     # nn.TransformerEncoderLayer (they check has_torch_function), so on real tensors the function
-    # counter is used only where it is needed: complex models (their convolutions).
-    functions = meta or _holds_complex(model, (args, kwargs))
+    # counter is used only where it is needed: complex models (their convolutions) and CUDA (its
+    # attention pads the head dimension). Their counts are the same either way; only what runs differs.
+    functions = meta or _holds(model, (args, kwargs), lambda t: t.is_complex() or t.device.type == "cuda")
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
         stack.enter_context(_module_hooks(tally))

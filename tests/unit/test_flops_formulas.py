@@ -315,3 +315,29 @@ def test_resnet18_agrees_with_flop_counter_mode() -> None:
     torchvision = pytest.importorskip("torchvision")
     model, x = torchvision.models.resnet18().eval(), torch.randn(1, 3, 224, 224)
     assert counted(model, x).macs == fcm_macs(meta_copy(model), x.to("meta")) == 1_814_073_344
+
+
+class _CudaSdpaPath(nn.Module):
+    """What CUDA's scaled_dot_product_attention runs for a head dim that is not a multiple of 8 (its flash path)."""
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        d = q.shape[-1]
+        padded = F.pad(q, (0, -d % 8))  # pad_last_dim<8>
+        out = torch.ops.aten._scaled_dot_product_flash_attention(padded, padded, padded, scale=d**-0.5)[0]
+        return out[..., :d]
+
+
+@pytest.mark.parametrize("dim", [68, 64, 34])
+def test_torchs_head_dim_padding_for_flash_attention_is_not_counted(dim: int) -> None:
+    # Seen on an H200 in bf16: a 408-wide 6-head ViT counted 10,372,891,776 MACs on CUDA, 10,328,183,808 on meta.
+    b, h, n = 2, 6, 197
+    count = count_flops(_CudaSdpaPath(), torch.randn(b, h, n, dim))
+    assert count.macs == 2 * b * h * n * n * dim and count.uncounted == {}
+
+
+def test_padding_the_caller_does_itself_is_counted() -> None:
+    # The caller's own padding is the caller's work: only q/k/v fresh from a pad, straight into a fused kernel, are
+    # taken back (that is what torch's sdpa does internally); a padded q through matmuls stays padded.
+    q = F.pad(torch.randn(1, 2, 16, 68), (0, 4))
+    count = count_flops(Fn(F.scaled_dot_product_attention), (q, q, q))
+    assert count.macs == 2 * 1 * 2 * 16 * 16 * 72
