@@ -517,6 +517,10 @@ def _caption(sdf: pd.DataFrame, seq: bool, ref: str | None, speedup: bool, acc: 
     return " ".join(out)
 
 
+#: columns measured by the clock, which an INVALID latency verdict (machine load, noise...) invalidates
+_TIMED = frozenset({"latency_p50_ms", "latency_p90_ms", "throughput", "tokens_per_s"})
+
+
 def _device_cells(rec: Mapping[str, Any] | None, specs: Sequence[_Spec], notes: _Notes, where: str) -> list[Cell]:
     """A device's cells for one model: values, or the status (with the error as a footnote) in the p50 column."""
     if rec is None:
@@ -529,7 +533,11 @@ def _device_cells(rec: Mapping[str, Any] | None, specs: Sequence[_Spec], notes: 
         )
     cells = [Cell(fmt_sig(num(rec.get(s.metric))), num(rec.get(s.metric))) for s in specs]
     if (flag := invalid_flag(rec)) is not None:  # an INVALID latency (bench.validity): flagged, never "best"
-        cells = [Cell(c.text, c.value, status="invalid") for c in cells]
+        # Only the timing columns: peak memory is measured by the allocator, not the clock, and stays valid.
+        cells = [
+            Cell(c.text, c.value, status="invalid") if s.metric in _TIMED else c
+            for c, s in zip(cells, specs, strict=True)
+        ]
         cells[0] = Cell(cells[0].text + flag[0], cells[0].value, notes=(notes.add(flag[1], where),), status="invalid")
     return cells
 
