@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# One-shot GPU check, sized for a 15-minute device lease (about 6 minutes of commands on an H200).
+# One-shot GPU check, sized for a 15-minute device lease (about 7 minutes of commands on an H200).
+# Seen on an H200 (2026-11-30): the CUDA tests take ~40 s with -n 4; a CUDA cell of `run` takes ~14 s (process
+# start, CUDA init, counting, the speed reference), so the runs below are cut to a few families; the fast CPU
+# suite with -n 15 takes ~150 s and prints each result (-v), so failure names survive a kill.
 #
 #   bash scripts/gpu-check.sh [OUT_DIR] [STEP...]     steps: env tests runs report fidelity suite (default: all)
 #
@@ -53,8 +56,10 @@ if has tests; then
 fi
 if has runs; then
   r="$work/results"
-  step run-cv 120 $py -m bench.cli run cv-backbones --profile quick --device cuda --dtype fp32,bf16 --out "$r"
-  step run-seq 120 $py -m bench.cli run seq-backbones --profile quick --device cuda --out "$r"
+  step run-cv 120 $py -m bench.cli run cv-backbones --profile quick --device cuda --dtype fp32,bf16 \
+    --family resnet,vit,convnext --out "$r"
+  step run-seq 120 $py -m bench.cli run seq-backbones --profile quick --device cuda --tier 100k --dtype fp32,bf16 \
+    --family lstm,gru,transformer --out "$r"
   step run-system 60 $py -m bench.cli run cv-backbones --profile quick --device cuda --family resnet,vit \
     --allocator system --out "$work/system"
   step compare-regimes 60 bash -c "$py -m bench.cli compare \$(ls $r/cv-backbones/*.json | head -1) \
@@ -69,8 +74,11 @@ if has fidelity; then
 fi
 if has suite; then
   xdist=()
-  $py -c "import xdist" 2>/dev/null && xdist=(-n 8)
-  step fast-suite 120 $py -m pytest -q -p no:cacheprovider -m "not slow and not cuda" "${xdist[@]}" --maxfail=20 tests/
+  $py -c "import xdist" 2>/dev/null && xdist=(-n 15)
+  # -v to a file: each test's outcome is written as it finishes, so a kill at the limit still names the failures
+  step fast-suite 170 bash -c "$py -m pytest -v -p no:cacheprovider -m 'not slow and not cuda' ${xdist[*]} \
+    --maxfail=20 tests/ > $out/fast-suite.log 2>&1"
+  grep -E " FAILED | ERROR |[0-9]+ (passed|failed)" "$out/fast-suite.log" | tail -60 | tee -a "$log"
 fi
 tar -czf "$out/results.tar.gz" -C "$work" . 2>/dev/null
 echo "=== summary" | tee -a "$log"
