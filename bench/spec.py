@@ -7,10 +7,8 @@ compared, sorted, stored and joined on.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 #: dtypes the CLI accepts, mapped to torch dtype names.
@@ -207,11 +205,6 @@ class Suite:
         """The suite definition as JSON-able data (stored with every run)."""
         return _jsonable(asdict(self))
 
-    def definition_hash(self) -> str:
-        """Short stable hash of the definition: runs of different definitions never merge."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
 
 @dataclass(frozen=True, order=True)
 class CellKey:
@@ -271,9 +264,6 @@ class CellSpec:
     threads: int | None = None
     extra: tuple[tuple[str, Any], ...] = field(default=())  # e.g. data/weights paths
     allocator: str = "steady"  # malloc regime of the worker process (bench.allocator.REGIMES)
-
-    def with_key(self, **changes: Any) -> CellSpec:
-        return replace(self, key=replace(self.key, **changes))
 
 
 def _jsonable(x: Any) -> Any:
