@@ -49,8 +49,15 @@ from bench.metrics._step import make_step, prepare, preserved_state
 from bench.registry import register_metric
 
 MB = float(2**20)
+#: Steps measured; the peak over them is kept (the first allocates what later ones reuse; see above).
 RUNS = 2
+#: How often the fallback sampler reads RSS where the high-water mark cannot be reset (may miss shorter peaks).
 SAMPLE_INTERVAL_S = 1e-3
+#: A reset high-water mark sits at the RSS of the moment of the reset; pages touched between the reset and
+#: reading it back (reading /proc itself, other threads) add a little. Within this of the current RSS, the
+#: reset took; a mark that did not reset stays at the process's earlier peak (model build, imports), in
+#: practice far above, and one that happens to lie within this could overstate a peak by this much at most.
+HWM_RESET_SLACK_BYTES = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,7 @@ def reset_peak_rss() -> bool:
     except OSError:
         return False
     # Trust the reset only if it took: the mark now sits at (about) the current RSS.
-    return read_status_bytes("VmHWM") <= read_status_bytes("VmRSS") + 4 * 2**20
+    return read_status_bytes("VmHWM") <= read_status_bytes("VmRSS") + HWM_RESET_SLACK_BYTES
 
 
 def read_status_bytes(field: str) -> int:
