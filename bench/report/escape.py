@@ -192,17 +192,28 @@ def csv_text(frame: pd.DataFrame) -> str:
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_COMPONENT = 100
+#: device names Windows refuses as a file or folder name, with or without an extension (``nul.json``);
+#: results and reports folders get copied around, so no component may be one of them
+_WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+)
 
 
 def safe_component(name: Any) -> str:
-    """A name from a result file (a suite, a device) as one safe path component.
+    """A name from a result file (a suite, a family, a device, a run id) as one safe path component.
 
-    Letters, digits, ``.``, ``_``, ``-``; no leading dot or dash; never empty; at most 100 characters.
-    A name that is already safe is kept; any other gets a short hash of the original, so two different
-    names never share a folder (``../../x`` -> ``x-3f1c9a2e``).
+    The one implementation (``bench.store`` has none): names from files never become path components as
+    they are (``"../../x"``, ``"/etc"``, a NUL, a newline). Letters, digits, ``.``, ``_``, ``-`` are kept,
+    anything else becomes ``-``; no leading dot or dash (no ``..``, hidden file or option-like name), no
+    trailing dot or dash; never a name Windows reserves (``CON``, ``nul.json``: prefixed with ``_``);
+    never empty; at most 100 characters. A name that is already safe is kept (``cv-backbones``); any other
+    gets a short hash of the original, so two different names never share a folder and the same name
+    always maps to the same one (``../../x`` -> ``x-9cdf6a50``).
     """
     raw = str(name)
     safe = _UNSAFE.sub("-", raw).lstrip(".-")[:_MAX_COMPONENT].rstrip(".-")
+    if safe.split(".")[0].upper() in _WINDOWS_RESERVED:
+        safe = "_" + safe
     if safe == raw and safe:
         return safe
     digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:8]

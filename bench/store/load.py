@@ -1,0 +1,144 @@
+"""Finding and loading run files: validated documents, and one pandas frame of every cell.
+
+A file named directly must be a valid run file; folders are searched recursively, and inside them JSON
+of another kind (reports, exports) is skipped while anything that might be a run file and is broken is
+an error, never skipped (a CI gate that silently compares fewer cells is a hole).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from bench.errors import StoreError
+from bench.store.read import _open_error, read_json, show_path
+from bench.store.schema import KIND, validate
+
+log = logging.getLogger(__name__)
+
+#: columns every ``load_results`` frame has, in this order (more follow: every metric stored)
+COLUMNS = (
+    "suite", "tier", "family", "model", "device", "dtype", "batch_size", "input_shape", "seq_len", "mode",
+    "params", "macs", "flops", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_samples",
+    "throughput", "peak_memory_mb", "status", "error",
+)  # fmt: skip
+
+
+def load_run(path: Path | str) -> dict[str, Any]:
+    """Read and validate one run file (``StoreError`` naming the file and the field on any fault)."""
+    p = Path(path)
+    return validate(read_json(p), p)
+
+
+def _scan(folder: Path) -> list[Path]:
+    """Every non-hidden ``*.json`` under ``folder`` (symbolic links to folders are not followed: no loops)."""
+
+    def fail(e: OSError) -> None:
+        raise StoreError(f"{show_path(e.filename or folder)}: cannot list folder ({e.strerror or e})")
+
+    out: list[Path] = []
+    for root, dirs, names in os.walk(folder, onerror=fail):
+        dirs.sort()
+        for name in names:
+            if name.endswith(".json") and not name.startswith("."):  # dot files: in-flight temporaries
+                out.append(Path(root) / name)
+    return sorted(out)
+
+
+def load_runs(paths: str | Path | Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every run file named, or found under the folders named (recursively), read and validated once.
+
+    A file named directly must be a valid run file. Inside folders, JSON of another kind (reports,
+    exports: an object whose ``kind`` is not ours) is skipped, but anything that might be a run file
+    and is broken -- truncated, unreadable, a dangling link, a device -- is an error, never skipped:
+    a CI gate that silently compares fewer cells is a hole.
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    out: list[tuple[Path, dict[str, Any]]] = []
+    for raw in paths:
+        p = Path(raw)
+        try:
+            is_dir = p.is_dir()
+        except OSError as e:  # a name too long, a loop further up the path
+            raise _open_error(p, e) from None
+        if not is_dir:
+            if not p.exists() and not p.is_symlink():
+                raise StoreError(f"{show_path(p)}: no such file or folder")
+            out.append((p, load_run(p)))
+            continue
+        for f in _scan(p):
+            doc = read_json(f)
+            if isinstance(doc, dict) and doc.get("kind") == KIND:
+                out.append((f, validate(doc, f)))
+            else:
+                log.debug("skipping %s: not an aigc-bench run file", show_path(f))
+    return out
+
+
+def result_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Result files named directly, plus aigc-bench run files found under folders (recursively).
+
+    Each is validated (see :func:`load_runs`, which also returns the documents: prefer it over
+    ``result_files`` + ``load_run``, which reads every file twice).
+    """
+    return [p for p, _ in load_runs(paths)]
+
+
+def iter_rows(doc: Mapping[str, Any], path: Path | str | None = None) -> Iterator[dict[str, Any]]:
+    """Flatten each record of a (validated) run document into one row (see ``COLUMNS``)."""
+    host = (doc.get("env") or {}).get("host")
+    for r in doc["records"]:
+        key = dict(r["key"])
+        key["input_shape"] = tuple(key.get("input_shape") or ())
+        key.setdefault("seq_len", None)
+        key["mode"] = key.get("mode") or "infer"
+        variant = r.get("variant") or {}
+        row: dict[str, Any] = {
+            **key,
+            **(r.get("metrics") or {}),
+            "latency_samples": list((r.get("samples") or {}).get("latency_ms", [])),
+            "status": r["status"],
+            "error": r.get("error"),
+            "notes": "; ".join(r.get("notes") or []),
+            "target_params": variant.get("target_params"),
+            "achieved_params": variant.get("achieved_params"),
+            "builder": variant.get("builder"),
+            "run_id": doc["run_id"],
+            "profile": doc["profile"],
+            "suite_hash": doc["suite_hash"],
+            "host": host,
+            "path": str(path) if path is not None else None,
+        }
+        for name, values in (r.get("samples") or {}).items():
+            if name != "latency_ms":
+                row[f"{name}_samples"] = list(values)
+        yield row
+
+
+def results_frame(runs: Iterable[tuple[Path | str | None, Mapping[str, Any]]]):  # -> pandas.DataFrame
+    """Validated run documents (with their paths) as one DataFrame, one row per cell (see ``load_results``)."""
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    for path, doc in runs:
+        rows.extend(iter_rows(doc, path))
+    df = pd.DataFrame(rows)
+    for c in COLUMNS:
+        if c not in df.columns:
+            df[c] = math.nan if c not in ("status", "error", "latency_samples") else None
+    rest = [c for c in df.columns if c not in COLUMNS]
+    return df[list(COLUMNS) + rest]
+
+
+def load_results(paths: str | Path | Iterable[str | Path]):  # -> pandas.DataFrame
+    """Load result files or folders (searched recursively) into a DataFrame, one row per cell.
+
+    Columns: at least ``COLUMNS``, then every stored metric; missing values are NaN/None.
+    Any malformed file is a ``StoreError`` (see :func:`load_runs`).
+    """
+    return results_frame(load_runs(paths))
