@@ -1,7 +1,8 @@
-"""Expand a suite into cells and measure each in its own worker process.
+"""Expand a suite into cells, hand them to an executor, and record each result as it comes back.
 
-The runner owns the side effects of a run (processes, the results file); it reports progress
-through a callback and never prints.
+The runner owns the run's side effects (the results file, under its lock; resume and --retry-failed);
+where and how a cell is measured is the executor's (``bench.executors``: a spawned worker per cell by
+default). It reports progress through a callback and never prints.
 """
 
 from __future__ import annotations
@@ -9,32 +10,36 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing as mp
-import os
-import queue as queue_mod
-import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import UsageError
+
+# Re-exported: the ETA and the executor's pieces were defined here before (tests and callers import them).
+from bench.eta import EtaEstimator, cell_kind, estimate_remaining_s  # noqa: F401
+from bench.executors import (  # noqa: F401
+    HARD_CAP_FACTOR,
+    EventCallback,
+    Executor,
+    InProcessExecutor,
+    LocalProcessExecutor,
+    MeasureFn,
+    WorkerOutcome,
+    limit_fired,
+    lost_record,
+    measure_in_subprocess,
+    watch_worker,
+)
 from bench.spec import DEVICES, DTYPES, CellKey, CellSpec, Profile, Suite, freeze
-from bench.worker import base_record
+
+if TYPE_CHECKING:
+    from bench.store import RunWriter
 
 log = logging.getLogger(__name__)
 
-#: ``on_event(event, cell, payload)``: events are "start", "phase" (payload: its text), "done" (payload: the
-#: record) and "resumed" (a cell already in the resumed file; payload: its record)
-EventCallback = Callable[[str, CellSpec, Any], None]
-
-#: A cell's ``timeout_s`` is a *stall* timeout: the worker is killed when it sends nothing (a phase, a
-#: training-progress heartbeat, a metric) for that long. A cell still reporting progress is killed anyway
-#: after this many times ``timeout_s`` in all: a cell budgeted in training steps must not die of a
-#: wall-clock limit sized for an idle machine, but nor may it run without end.
-HARD_CAP_FACTOR = 10
 #: Statuses ``retry_failed`` runs again.
 RETRIED = ("failed", "timeout")
 #: Shards a run may be split into: more is a typo (a CI matrix of 10,000 jobs is not a plan).
@@ -190,125 +195,6 @@ def select_shard(cells: Sequence[CellSpec], k: int, n: int) -> list[CellSpec]:
     return [c for i, c in enumerate(ordered) if i % n == k - 1]
 
 
-def limit_fired(elapsed_s: float, idle_s: float, timeout_s: float) -> str | None:
-    """Which limit a cell has hit: ``"stall"`` (nothing heard for ``timeout_s``), ``"total"`` (it ran
-    ``HARD_CAP_FACTOR * timeout_s`` in all) or None."""
-    if elapsed_s >= HARD_CAP_FACTOR * timeout_s:
-        return "total"
-    if idle_s >= timeout_s:
-        return "stall"
-    return None
-
-
-@dataclass
-class WorkerOutcome:
-    """What the driver heard from a worker: its record, or why it has none and what it had sent."""
-
-    record: dict[str, Any] | None = None
-    fired: str | None = None  # the limit that fired: "stall" | "total" | None
-    phase: str = "start"  # the last phase the worker reported
-    metric_names: list[str] = field(default_factory=list)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    samples: dict[str, list[float]] = field(default_factory=dict)
-
-
-def watch_worker(
-    get: Callable[[float], tuple[Any, ...]],
-    alive: Callable[[], bool],
-    timeout_s: float,
-    on_phase: Callable[[str], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> WorkerOutcome:
-    """Read a worker's messages (``bench.worker.child_main``) until its record arrives, it dies, or a limit fires.
-
-    ``get(timeout)`` returns the next message or raises ``queue.Empty``; ``alive()`` says whether the worker
-    still runs. Any message is progress: the stall clock restarts (``limit_fired``).
-    """
-    out = WorkerOutcome()
-    t0 = heard = clock()
-    while out.record is None:
-        now = clock()
-        out.fired = limit_fired(now - t0, now - heard, timeout_s)
-        if out.fired:
-            break
-        wait = min(heard + timeout_s, t0 + HARD_CAP_FACTOR * timeout_s) - now
-        try:
-            msg = get(max(0.01, min(0.5, wait)))
-        except queue_mod.Empty:
-            if alive():
-                continue
-            try:  # it may have exited between get() and alive(): drain once more
-                msg = get(1.0)
-            except queue_mod.Empty:
-                break
-        heard = clock()
-        if msg[0] == "phase":
-            out.phase = str(msg[1])
-            if on_phase:
-                on_phase(msg[1])
-        elif msg[0] == "metric":
-            _, name, values, samples = msg
-            out.metric_names.append(str(name))
-            out.metrics.update(values)
-            out.samples.update(samples)
-        elif msg[0] == "record":
-            out.record = msg[1]
-    return out
-
-
-def lost_record(cell: CellSpec, out: WorkerOutcome, exitcode: int | None) -> dict[str, Any]:
-    """The record of a cell whose worker was killed or died: the metrics it had sent, which limit fired,
-    the phase it was in."""
-    timeout_s = cell.profile.timeout_s
-    if out.fired == "stall":
-        rec = base_record(cell, "timeout", f"stall timeout: no progress for {timeout_s:g} s during {out.phase!r}; "
-                                           "the worker was killed")  # fmt: skip
-    elif out.fired == "total":
-        rec = base_record(cell, "timeout", f"hard timeout: the cell ran {HARD_CAP_FACTOR * timeout_s:g} s in all "
-                                           f"({HARD_CAP_FACTOR} x its {timeout_s:g} s stall timeout) and was "
-                                           f"killed during {out.phase!r}")  # fmt: skip
-    else:
-        why = "killed by signal 9 (likely out of memory)" if exitcode == -9 else f"exit code {exitcode}"
-        rec = base_record(cell, "failed", f"worker process died during {out.phase!r} without a result ({why})")
-    rec["metrics"].update(out.metrics)
-    rec["samples"].update(out.samples)
-    kept = ", ".join(out.metric_names) or "none"
-    rec["notes"].append(f"{rec['status']} during {out.phase!r}; the metrics measured before it are kept: {kept}")
-    return rec
-
-
-def measure_in_subprocess(cell: CellSpec, on_event: EventCallback | None = None) -> dict[str, Any]:
-    """Run one cell in a fresh spawned process under its stall timeout and hard cap; never raises.
-
-    The worker streams its phases and each metric's values as they complete; a worker killed for a
-    timeout, or dead of a signal (out of memory), leaves a record that keeps the metrics it had sent and a
-    note naming the phase it died in (``lost_record``). An exception in the driver (Ctrl-C, SIGTERM) kills
-    the worker before it propagates; a driver killed outright takes the worker with it
-    (``bench.worker.die_with_parent``).
-    """
-    ctx = mp.get_context("spawn")  # fork would inherit the parent's memory and threads
-    q = ctx.Queue()
-    from bench.worker import child_main
-
-    proc = ctx.Process(target=child_main, args=(cell, q, os.getpid()), daemon=True)
-    t0 = time.monotonic()
-    proc.start()
-    out = WorkerOutcome()
-    try:
-        on_phase = (lambda text: on_event("phase", cell, text)) if on_event else None
-        out = watch_worker(lambda t: q.get(timeout=t), proc.is_alive, cell.profile.timeout_s, on_phase)
-    finally:
-        if out.record is None and proc.is_alive():
-            proc.kill()
-        proc.join(timeout=10)
-        q.close()
-    if out.record is not None:
-        return out.record
-    rec = lost_record(cell, out, proc.exitcode)
-    rec["duration_s"] = round(time.monotonic() - t0, 3)
-    return rec
-
-
 def run(
     suite: Suite,
     settings: RunSettings,
@@ -317,20 +203,65 @@ def run(
     resume: Path | str | None = None,
     retry_failed: bool = False,
     on_event: EventCallback | None = None,
-    measure: Callable[[CellSpec, EventCallback | None], dict[str, Any]] = measure_in_subprocess,
+    executor: Executor | None = None,
+    measure: MeasureFn | None = None,
 ) -> RunResult:
     """Measure every selected cell, writing each record as soon as it is finished.
 
     ``resume``: ``"latest"`` or a run file; its cells already recorded are not run again, except, with
     ``retry_failed``, those recorded as failed or timed out: they run again and their new records replace
     the old ones in the file.
+    ``executor`` measures the cells (default: ``LocalProcessExecutor``, a spawned worker per cell): the run
+    submits every cell to measure, writes each record as it completes, and closes the executor when it
+    ends, however it ends (on Ctrl-C or SIGTERM the cells finished are in the file). ``measure``: a function
+    that measures one cell in this process (tests), short for ``executor=InProcessExecutor(measure)``.
     """
     if retry_failed and resume is None:
         raise UsageError("--retry-failed goes with --resume: it re-runs the failed and timed-out cells of a run file")
+    if executor is not None and measure is not None:
+        raise TypeError("run(): give an executor or a measure function, not both")
+    if executor is None:
+        executor = InProcessExecutor(measure) if measure is not None else LocalProcessExecutor()
+    try:
+        cells = expand(suite, settings)  # validates names before anything is written
+        writer = open_run(suite, settings, cells, out_dir, resume)
+        done = writer.done_keys()
+        retried = (
+            {CellKey.from_dict(r["key"]).id for r in writer.records if r["status"] in RETRIED}
+            if retry_failed
+            else set()
+        )
+        todo = [c for c in cells if c.key.id not in done or c.key.id in retried]
+        todo_ids = {c.key.id for c in todo}
+        result = RunResult(path=writer.path, skipped_existing=len(cells) - len(todo))
+        kept = {CellKey.from_dict(r["key"]).id: r for r in writer.records}
+        for cell in cells:
+            if cell.key.id not in todo_ids:
+                result.records.append(kept[cell.key.id])
+                if on_event:
+                    on_event("resumed", cell, kept[cell.key.id])
+        for cell in todo:
+            executor.submit(cell, on_event)
+        for cell, rec in executor.as_completed():
+            if cell.key.id in retried:  # the new record replaces the failed one (one record per cell)
+                writer.records[:] = [r for r in writer.records if CellKey.from_dict(r["key"]).id != cell.key.id]
+            writer.add(rec)
+            result.records.append(rec)
+            if on_event:
+                on_event("done", cell, rec)
+    finally:
+        executor.close()  # drops the cells not measured and ends any still running (an interrupted run)
+    writer.finish(analyse=analyse_run)  # under the file's lock, over every cell (another --resume's too)
+    return result
+
+
+def open_run(suite: Suite, settings: RunSettings, cells: Sequence[CellSpec], out_dir: Path,
+             resume: Path | str | None) -> RunWriter:  # fmt: skip
+    """The writer of the run's file: the resumed one (``"latest"`` matching file, or the file given), else a
+    new file under ``out_dir/<suite>/`` with the run's header."""
     from bench.env import fingerprint
     from bench.store import RunWriter, reserve_path, utc_now
 
-    cells = expand(suite, settings)  # validates names before anything is written
     profile: Profile = suite.profile(settings.profile)
     definition = suite_definition(suite)
     shash = definition_hash(definition)
@@ -354,117 +285,23 @@ def run(
         "env": fingerprint(threads=settings.threads),
         "started_at": utc_now(),
     }
-    writer: RunWriter
     if resume is not None:
         path = (
             find_resumable(out_dir, suite.name, shash, header["settings"], profile.name)
             if resume == "latest"
             else Path(resume)
         )
-        if path is None:
-            log.info("nothing to resume in %s; starting a new run", out_dir)
-        else:
+        if path is not None:
             writer = RunWriter.resume(path)
             if writer.doc["suite_hash"] != shash:
                 raise UsageError(
                     f"{path}: was run with another definition of {suite.name!r} (hash {writer.doc['suite_hash']}); cannot resume it"
                 )
-    if resume is None or path is None:
-        started = datetime.now(timezone.utc)
-        path = reserve_path(out_dir, suite.name, started)
-        header["run_id"] = f"{path.stem}-{shash[:6]}"
-        writer = RunWriter(path, header)
-    done = writer.done_keys()
-    retried = (
-        {CellKey.from_dict(r["key"]).id for r in writer.records if r["status"] in RETRIED} if retry_failed else set()
-    )
-    todo = [c for c in cells if c.key.id not in done or c.key.id in retried]
-    todo_ids = {c.key.id for c in todo}
-    result = RunResult(path=path, skipped_existing=len(cells) - len(todo))
-    kept = {CellKey.from_dict(r["key"]).id: r for r in writer.records}
-    for cell in cells:
-        if cell.key.id not in todo_ids:
-            result.records.append(kept[cell.key.id])
-            if on_event:
-                on_event("resumed", cell, kept[cell.key.id])
-    for cell in todo:
-        if on_event:
-            on_event("start", cell, None)
-        rec = measure(cell, on_event)
-        if cell.key.id in retried:  # the new record replaces the failed one (one record per cell)
-            writer.records[:] = [r for r in writer.records if CellKey.from_dict(r["key"]).id != cell.key.id]
-        writer.add(rec)
-        result.records.append(rec)
-        if on_event:
-            on_event("done", cell, rec)
-    writer.finish(analyse=analyse_run)  # under the file's lock, over every cell (another --resume's too)
-    return result
-
-
-def cell_kind(cell: CellSpec) -> str:
-    """What a cell's duration is like, for the ETA: ``train:<tier>`` when it trains models for accuracy,
-    ``cost:<tier>`` when it measures costs only (params, MACs, latency, memory)."""
-    acc = cell.profile.accuracy
-    trains = acc is not None and "accuracy" in cell.profile.metrics and cell.key.tier in acc.tiers
-    return f"{'train' if trains else 'cost'}:{cell.key.tier}"
-
-
-def estimate_remaining_s(seconds_by_kind: Mapping[str, Sequence[float]], left: Iterable[str]) -> float | None:
-    """Seconds the cells ``left`` (given by kind, see ``cell_kind``) will take, each at the mean duration of
-    the finished cells of its kind; a kind not seen yet takes the mean of its class (``train`` or ``cost``,
-    any tier), else of every finished cell. None before any cell has finished: nothing to go by."""
-    means = {k: sum(v) / len(v) for k, v in seconds_by_kind.items() if v}
-    if not means:
-        return None
-    by_class: dict[str, list[float]] = defaultdict(list)
-    for k, v in seconds_by_kind.items():
-        by_class[k.split(":", 1)[0]].extend(v)
-    everything = [x for v in seconds_by_kind.values() for x in v]
-    overall = sum(everything) / len(everything)
-    total = 0.0
-    for kind in left:
-        if kind in means:
-            total += means[kind]
-        else:
-            same = by_class.get(kind.split(":", 1)[0])
-            total += sum(same) / len(same) if same else overall
-    return total
-
-
-class EtaEstimator:
-    """The run's remaining time from the cells left and the durations of those finished, by kind.
-
-    Feed it the runner's events (``on_event``); ``remaining_s()`` counts the running cell as its estimate
-    less the time it has run (never below zero). ``clock`` is injectable for tests.
-    """
-
-    def __init__(self, cells: Iterable[CellSpec], clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._left: dict[str, str] = {c.key.id: cell_kind(c) for c in cells}  # cell id -> kind, not finished
-        self._seconds: dict[str, list[float]] = defaultdict(list)
-        self._running: tuple[str, float] | None = None  # (cell id, started at)
-
-    def on_event(self, event: str, cell: CellSpec, payload: Any) -> None:
-        cid = cell.key.id
-        if event == "start":
-            self._running = (cid, self._clock())
-        elif event in ("done", "resumed"):
-            kind = self._left.pop(cid, cell_kind(cell))
-            status = payload.get("status") if isinstance(payload, Mapping) else None
-            # A skipped cell ends at once: its time says nothing about the cells that run.
-            if event == "done" and self._running and self._running[0] == cid and status != "skipped":
-                self._seconds[kind].append(self._clock() - self._running[1])
-            if self._running and self._running[0] == cid:
-                self._running = None
-
-    def remaining_s(self) -> float | None:
-        """Estimated seconds to the end of the run, or None before any cell has finished."""
-        running = self._running[0] if self._running else None
-        rest = estimate_remaining_s(self._seconds, (k for cid, k in self._left.items() if cid != running))
-        if rest is None or running is None or running not in self._left:
-            return rest
-        current = estimate_remaining_s(self._seconds, [self._left[running]]) or 0.0
-        return rest + max(0.0, current - (self._clock() - self._running[1]))
+            return writer
+        log.info("nothing to resume in %s; starting a new run", out_dir)
+    path = reserve_path(out_dir, suite.name, datetime.now(timezone.utc))
+    header["run_id"] = f"{path.stem}-{shash[:6]}"
+    return RunWriter(path, header)
 
 
 def analyse_run(records: list[dict[str, Any]]) -> dict[str, Any] | None:

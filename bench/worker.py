@@ -1,6 +1,6 @@
 """Measure one cell inside its own process and turn the outcome into a record.
 
-Runs in a fresh ``spawn``-ed process per cell (see ``bench.runner``), so memory is measured from a
+Runs in a fresh ``spawn``-ed process per cell (see ``bench.executors.LocalProcessExecutor``), so memory is measured from a
 clean baseline and a crash, an out-of-memory kill or a hang takes down only this cell. The worker dies
 with its driver (``die_with_parent``) and streams each metric to it as soon as it is measured, so a cell
 killed later keeps what it had measured.
@@ -17,19 +17,25 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
 from typing import Any
 
 from bench.spec import CellSpec
 
 log = logging.getLogger(__name__)
 
+#: A cell's error is one line of at most this many characters: it goes in tables, terminals and PR comments,
+#: where a 20 kB exception text (a C++ frame dump) would bury everything else. The traceback keeps the rest.
+MAX_ERROR_CHARS = 500
+#: Innermost frames kept in a failed cell's ``traceback``: enough to find the failing call, small in the file.
+TRACEBACK_FRAMES = 8
+#: How often the portable watchdog checks that the driver still lives (``die_with_parent``): an orphan ends
+#: within this; checking costs one syscall, so often enough for CI, rarely enough to be free.
+PARENT_POLL_S = 1.0
+
 
 def _rss_bytes() -> int | None:
     try:
         with open("/proc/self/statm") as f:
-            import os
-
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
@@ -156,7 +162,7 @@ def measure_cell(
             rec.update(status="skipped", error=f"{cell.key.dtype} on {cell.key.device}: {_one_line(e)}")
         else:
             rec.update(status="failed", error=f"{phase}: {type(e).__name__}: {_one_line(e)}")
-            rec["traceback"] = traceback.format_exc(limit=8)
+            rec["traceback"] = traceback.format_exc(limit=TRACEBACK_FRAMES)
     rec["metrics"].update(verdict_metrics(rec["metrics"]))  # valid / invalid / unknown (bench.validity)
     rec["duration_s"] = round(time.perf_counter() - t0, 3)
     return rec
@@ -164,7 +170,7 @@ def measure_cell(
 
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
-    return text[:500] + ("..." if len(text) > 500 else "")
+    return text[:MAX_ERROR_CHARS] + ("..." if len(text) > MAX_ERROR_CHARS else "")
 
 
 def new_samples(samples: Mapping[str, Sequence[float]], sent: dict[str, int]) -> dict[str, list[float]]:
@@ -179,15 +185,15 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 EXIT_ORPHANED = 70
 
 
-def die_with_parent(parent_pid: int, poll_s: float = 1.0) -> bool:
+def die_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> bool:
     """Make this process end when its driver (``parent_pid``) ends, however the driver dies.
 
     Without this, ``kill -9`` of the driver (what CI timeouts send) leaves the worker running to the end
     of its cell, and a hanging cell forever: the timeout lives in the driver. On Linux the kernel sends
     SIGKILL when the parent dies (``PR_SET_PDEATHSIG``; it fires when the *thread* that started the worker
-    ends, and the driver's thread waits in ``measure_in_subprocess`` for as long as the worker lives). A
-    daemon thread that checks ``getppid()`` every ``poll_s`` seconds is the portable fallback. Returns
-    whether the kernel signal is armed.
+    ends, and the driver's thread waits in ``bench.executors.measure_in_subprocess`` for as long as the
+    worker lives). A daemon thread that checks ``getppid()`` every ``poll_s`` seconds is the portable
+    fallback. Returns whether the kernel signal is armed.
     """
     armed = False
     if sys.platform.startswith("linux"):
@@ -226,8 +232,3 @@ def child_main(cell: CellSpec, queue: Any, parent_pid: int | None = None) -> Non
         report_metric=lambda name, values, samples: queue.put(("metric", name, values, samples)),
     )
     queue.put(("record", rec))
-
-
-def cell_summary(cell: CellSpec) -> dict[str, Any]:
-    """The cell as plain data (for logs)."""
-    return asdict(cell.key)
