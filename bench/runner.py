@@ -44,6 +44,13 @@ log = logging.getLogger(__name__)
 RETRIED = ("failed", "timeout")
 #: Shards a run may be split into: more is a typo (a CI matrix of 10,000 jobs is not a plan).
 MAX_SHARDS = 10_000
+#: Hex digits of the suite definition's hash stored as ``suite_hash`` (resume and merge match on it): fixed,
+#: since another length would make every stored run look like another definition.
+SUITE_HASH_CHARS = 16
+#: Hex digits of that hash in a run id: enough to tell a run of an edited suite from the same file name.
+RUN_ID_HASH_CHARS = 6
+#: A bad ``--shard`` value is quoted in its error cut to this many characters: the message stays one line.
+SHOWN_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -114,8 +121,10 @@ def suite_definition(suite: Suite) -> dict[str, Any]:
 
 
 def definition_hash(definition: dict[str, Any]) -> str:
+    """A run file's ``suite_hash``: a short stable hash of ``suite_definition`` (variants as resolved);
+    a run resumes only into a file of the same hash."""
     blob = json.dumps(definition, sort_keys=True, default=repr).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return hashlib.sha256(blob).hexdigest()[:SUITE_HASH_CHARS]
 
 
 def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
@@ -300,7 +309,7 @@ def open_run(suite: Suite, settings: RunSettings, cells: Sequence[CellSpec], out
             return writer
         log.info("nothing to resume in %s; starting a new run", out_dir)
     path = reserve_path(out_dir, suite.name, datetime.now(timezone.utc))
-    header["run_id"] = f"{path.stem}-{shash[:6]}"
+    header["run_id"] = f"{path.stem}-{shash[:RUN_ID_HASH_CHARS]}"
     return RunWriter(path, header)
 
 
@@ -337,7 +346,7 @@ def find_resumable(out_dir: Path, suite: str, shash: str, settings: dict[str, An
 
 def parse_shard(text: str) -> tuple[int, int]:
     """``"K/N"`` -> (K, N), with 1 <= K <= N <= ``MAX_SHARDS``."""
-    shown = text if len(text) <= 40 else text[:40] + "..."
+    shown = text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
     try:
         k, n = (int(x) for x in text.split("/"))
     except ValueError:  # also int()'s digit limit
