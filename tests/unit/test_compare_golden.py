@@ -183,9 +183,9 @@ def _rounded(x: Any) -> Any:
 
 
 def _render_table(report: Any) -> str:
-    from bench.commands.compare import _table_text
+    from bench.compare import table_text
 
-    return _table_text(report)
+    return table_text(report)
 
 
 def outcome(name: str, folder: Path) -> dict[str, Any]:

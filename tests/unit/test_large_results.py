@@ -31,16 +31,16 @@ from bench.compare import (
 @pytest.mark.parametrize("n", [20_000, 200_000])
 def test_bootstrap_work_does_not_grow_with_the_sample_count(n: int, monkeypatch) -> None:
     """Above RESAMPLE_MAX a bootstrap median costs O(1) (drawn from its distribution after one sort), not O(n)."""
-    import bench.compare
+    import bench.compare.stats
 
     work = [0]
-    real = bench.compare._boot_medians
+    real = bench.compare.stats._boot_medians
 
     def counted(x, k, rng, sorted_x=None):
         work[0] += k if sorted_x is not None else k * len(x)  # random numbers drawn and values touched
         return real(x, k, rng, sorted_x)
 
-    monkeypatch.setattr(bench.compare, "_boot_medians", counted)
+    monkeypatch.setattr(bench.compare.stats, "_boot_medians", counted)
     rng = np.random.default_rng(0)
     b, c = rng.lognormal(0, 0.05, n), rng.lognormal(0.02, 0.05, n)
     shift = sample_shift(b, c, n_boot=N_BOOTSTRAP)

@@ -1,0 +1,126 @@
+"""``compare``: join two sides cell by cell and let each metric's check give its verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from bench.compare.checks import CellPair, Check, Judging, Pending, check_for
+from bench.compare.loading import _clean, _rows_by_key, _value, allocator_changes, env_changes
+from bench.compare.model import (
+    ADDED,
+    COMPARED,
+    FAILED,
+    NOT_COMPARED,
+    REMOVED,
+    CellComparison,
+    ComparisonReport,
+    MetricComparison,
+    RunSet,
+)
+from bench.compare.stats import CORRECTIONS, N_BOOTSTRAP
+from bench.compare.thresholds import METRICS, Threshold, parse_fail_on
+from bench.errors import UsageError
+from bench.spec import CellKey
+
+
+def compare(
+    baseline: RunSet,
+    current: RunSet,
+    *,
+    thresholds: Sequence[Threshold] | None = None,
+    alpha: float = 0.05,
+    correction: str = "holm",
+    allow_env_change: bool = False,
+    speed_adjust: bool = True,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> ComparisonReport:
+    """Compare every cell of ``current`` with the same cell (join key) of ``baseline``.
+
+    ``speed_adjust``: judge latency relative to the machine-speed reference (see ``bench.compare``);
+    applied only where the environments match.
+    """
+    if not 0 < alpha < 1:
+        raise UsageError(f"--alpha must be between 0 and 1, got {alpha}")
+    if correction not in CORRECTIONS:
+        raise UsageError(f"unknown correction {correction!r}; valid choices: {', '.join(CORRECTIONS)}")
+    ths = {t.metric: t for t in (thresholds or parse_fail_on(None))}
+    for name, spec in METRICS.items():
+        ths.setdefault(name, Threshold(name, spec.default, spec.threshold_unit, gating=False))
+    changes = env_changes(baseline.env, current.env) + allocator_changes(baseline, current)
+    judging = Judging(alpha, correction, n_boot, seed, speed_adjust, changes, bool(changes) and not allow_env_change)
+    checks = [check_for(spec, ths[name], judging) for name, spec in METRICS.items()]
+    waiting: list[list[Pending]] = [[] for _ in checks]  # per check: tests corrected once every cell is seen
+    brows, crows = _rows_by_key(baseline), _rows_by_key(current)
+
+    cells: dict[CellKey, CellComparison] = {}
+    judged: dict[CellKey, list[MetricComparison]] = {}
+    for key in sorted(set(brows) | set(crows), key=lambda k: k.id):
+        b, c = brows.get(key), crows.get(key)
+        cell = _cell(key, b, c, judging.env_changed)
+        if cell.status == COMPARED and b is not None and c is not None:
+            judged[key], notes = _judge(CellPair(key, b, c), checks, waiting)
+            cell = replace(cell, notes=notes)
+        cells[key] = cell
+    for check, pending in zip(checks, waiting, strict=True):
+        for p, m in zip(pending, check.resolve(pending), strict=True):
+            judged[p.key].append(m)
+
+    order = list(METRICS)
+    final = tuple(
+        replace(cell, metrics=tuple(sorted(judged.get(key, ()), key=lambda m: order.index(m.metric))))
+        for key, cell in cells.items()
+    )
+    notes = _side_notes(baseline, current)
+    notes += [n for check, pending in zip(checks, waiting, strict=True) for n in check.notes(pending)]
+    return ComparisonReport(baseline.info, current.info, tuple(ths[n] for n in METRICS), alpha, correction, changes,
+                            allow_env_change, final, tuple(notes))  # fmt: skip
+
+
+def _cell(key: CellKey, b: Mapping[str, Any] | None, c: Mapping[str, Any] | None, env_changed: bool) -> CellComparison:
+    """The cell's status from both sides' records; ``compared`` (ok on both) is judged metric by metric after."""
+    if b is None or c is None:
+        status, row = (ADDED, c) if b is None else (REMOVED, b)
+        return CellComparison(key, status, b["status"] if b else None, c["status"] if c else None,
+                              error=_clean(row.get("error")) if row else None)  # fmt: skip
+    bst, cst = b["status"], c["status"]
+    if cst in ("failed", "timeout"):
+        return CellComparison(key, FAILED, bst, cst, error=_clean(c.get("error")), env_changed=env_changed)
+    if bst != "ok" or cst != "ok":
+        error = _clean(c.get("error")) or _clean(b.get("error"))
+        return CellComparison(key, NOT_COMPARED, bst, cst, error=error, notes=(f"baseline {bst}, current {cst}",))
+    return CellComparison(key, COMPARED, bst, cst, env_changed=env_changed)
+
+
+def _judge(
+    pair: CellPair, checks: Sequence[Check], waiting: Sequence[list[Pending]]
+) -> tuple[list[MetricComparison], tuple[str, ...]]:
+    """Every metric both sides have, by its check (tests that wait for the correction go to ``waiting``)."""
+    metrics: list[MetricComparison] = []
+    notes: list[str] = []
+    for check, pending in zip(checks, waiting, strict=True):
+        bv, cv = _value(pair.baseline, check.spec.column), _value(pair.current, check.spec.column)
+        if bv is None or cv is None:
+            if (bv is None) != (cv is None):
+                notes.append(f"{check.spec.name} only in {'baseline' if cv is None else 'current'}")
+            continue
+        out = check.judge(pair, bv, cv)
+        if isinstance(out, Pending):
+            pending.append(out)
+        elif out is not None:
+            metrics.append(out)
+    return metrics, tuple(notes)
+
+
+def _side_notes(baseline: RunSet, current: RunSet) -> list[str]:
+    notes = []
+    if set(baseline.info.suite_hashes) != set(current.info.suite_hashes):
+        notes.append(
+            "the suite definition changed (suite_hash "
+            f"{', '.join(baseline.info.suite_hashes)} -> {', '.join(current.info.suite_hashes)}): cells are joined on their key"
+        )
+    if set(baseline.info.profiles) != set(current.info.profiles):
+        notes.append(f"profiles differ ({', '.join(baseline.info.profiles)} -> {', '.join(current.info.profiles)})")
+    return notes
