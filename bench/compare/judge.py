@@ -42,41 +42,57 @@ def compare(
     ``speed_adjust``: judge latency relative to the machine-speed reference (see ``bench.compare``);
     applied only where the environments match.
     """
+    _check_settings(alpha, correction)
+    ths = _thresholds(thresholds)
+    changes = env_changes(baseline.env, current.env) + allocator_changes(baseline, current)
+    judging = Judging(alpha, correction, n_boot, seed, speed_adjust, changes, bool(changes) and not allow_env_change)
+    checks = [check_for(METRICS[name], th, judging) for name, th in ths.items()]
+    brows, crows = _rows_by_key(baseline), _rows_by_key(current)
+    keys = sorted(set(brows) | set(crows), key=lambda k: k.id)
+    cells, check_notes = _judge_cells([_cell(k, brows.get(k), crows.get(k), judging.env_changed) for k in keys],
+                                      brows, crows, checks)  # fmt: skip
+    notes = _side_notes(baseline, current) + check_notes
+    return ComparisonReport(baseline.info, current.info, tuple(ths.values()), alpha, correction, changes,
+                            allow_env_change, cells, tuple(notes))  # fmt: skip
+
+
+def _check_settings(alpha: float, correction: str) -> None:
     if not 0 < alpha < 1:
         raise UsageError(f"--alpha must be between 0 and 1, got {alpha}")
     if correction not in CORRECTIONS:
         raise UsageError(f"unknown correction {correction!r}; valid choices: {', '.join(CORRECTIONS)}")
-    ths = {t.metric: t for t in (thresholds or parse_fail_on(None))}
-    for name, spec in METRICS.items():
-        ths.setdefault(name, Threshold(name, spec.default, spec.threshold_unit, gating=False))
-    changes = env_changes(baseline.env, current.env) + allocator_changes(baseline, current)
-    judging = Judging(alpha, correction, n_boot, seed, speed_adjust, changes, bool(changes) and not allow_env_change)
-    checks = [check_for(spec, ths[name], judging) for name, spec in METRICS.items()]
-    waiting: list[list[Pending]] = [[] for _ in checks]  # per check: tests corrected once every cell is seen
-    brows, crows = _rows_by_key(baseline), _rows_by_key(current)
 
-    cells: dict[CellKey, CellComparison] = {}
+
+def _thresholds(given: Sequence[Threshold] | None) -> dict[str, Threshold]:
+    """One threshold per metric, in ``METRICS`` order: the given ones, the default (not gating) for the rest."""
+    named = {t.metric: t for t in (given or parse_fail_on(None))}
+    return {n: named.get(n) or Threshold(n, s.default, s.threshold_unit, gating=False) for n, s in METRICS.items()}
+
+
+def _judge_cells(
+    cells: Sequence[CellComparison],
+    brows: Mapping[CellKey, Mapping[str, Any]],
+    crows: Mapping[CellKey, Mapping[str, Any]],
+    checks: Sequence[Check],
+) -> tuple[tuple[CellComparison, ...], list[str]]:
+    """Run every check on every compared cell, then resolve the tests that wait for all cells (the correction).
+
+    Returns the cells with their metrics (in ``METRICS`` order) and the checks' notes for the report.
+    """
+    waiting: list[list[Pending]] = [[] for _ in checks]
     judged: dict[CellKey, list[MetricComparison]] = {}
-    for key in sorted(set(brows) | set(crows), key=lambda k: k.id):
-        b, c = brows.get(key), crows.get(key)
-        cell = _cell(key, b, c, judging.env_changed)
-        if cell.status == COMPARED and b is not None and c is not None:
-            judged[key], notes = _judge(CellPair(key, b, c), checks, waiting)
+    out = []
+    for cell in cells:
+        if cell.status == COMPARED:
+            judged[cell.key], notes = _judge(CellPair(cell.key, brows[cell.key], crows[cell.key]), checks, waiting)
             cell = replace(cell, notes=notes)
-        cells[key] = cell
+        out.append(cell)
     for check, pending in zip(checks, waiting, strict=True):
         for p, m in zip(pending, check.resolve(pending), strict=True):
             judged[p.key].append(m)
-
-    order = list(METRICS)
-    final = tuple(
-        replace(cell, metrics=tuple(sorted(judged.get(key, ()), key=lambda m: order.index(m.metric))))
-        for key, cell in cells.items()
-    )
-    notes = _side_notes(baseline, current)
-    notes += [n for check, pending in zip(checks, waiting, strict=True) for n in check.notes(pending)]
-    return ComparisonReport(baseline.info, current.info, tuple(ths[n] for n in METRICS), alpha, correction, changes,
-                            allow_env_change, final, tuple(notes))  # fmt: skip
+    order = {name: i for i, name in enumerate(METRICS)}
+    final = tuple(replace(c, metrics=tuple(sorted(judged.get(c.key, ()), key=lambda m: order[m.metric]))) for c in out)
+    return final, [n for check, pending in zip(checks, waiting, strict=True) for n in check.notes(pending)]
 
 
 def _cell(key: CellKey, b: Mapping[str, Any] | None, c: Mapping[str, Any] | None, env_changed: bool) -> CellComparison:
