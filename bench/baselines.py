@@ -58,7 +58,7 @@ def save_run(
     run: Path | str, name: str, folder: Path | str = DEFAULT_DIR, *, force: bool = False
 ) -> tuple[Path, dict[str, Any]]:
     """``save``, also returning the saved document (read and validated once, before anything is written)."""
-    from bench.store import atomic_write_json, load_runs, show_path, write_new_json
+    from bench.store import create_json, load_runs, show_path
     from bench.validity import refuse_invalid_baseline
 
     dest = baseline_path(name, folder)  # a bad name fails before any file is read
@@ -70,19 +70,9 @@ def save_run(
     source, doc = runs[0]
     if not force:  # a baseline every later run is judged against must not hold INVALID latencies
         refuse_invalid_baseline(doc, show_path(source))
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StoreError(f"cannot create baselines folder {show_path(dest.parent)}: {e.strerror or e}") from None
-    try:
-        if force:
-            atomic_write_json(dest, doc)
-        else:  # created complete or not at all, never over an existing one: two concurrent saves cannot both win
-            write_new_json(dest, doc)
-    except FileExistsError:
-        raise UsageError(f"baseline {name!r} already exists ({show_path(dest)}); pass --force to replace it") from None
-    except OSError as e:
-        raise StoreError(f"cannot write baseline {show_path(dest)}: {e.strerror or e}") from None
+    # created complete or not at all, never over an existing one (two concurrent saves cannot both win)
+    taken = f"baseline {name!r} already exists ({show_path(dest)}); pass --force to replace it"
+    create_json(dest, doc, exists=taken, what="baseline", replace=force)
     return dest, doc
 
 

@@ -7,7 +7,6 @@ records sorted by cell id. An existing file is never overwritten.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,21 +124,20 @@ def merge_files(paths: Sequence[Path | str], out: Path | str) -> tuple[Path, dic
     folder, is a ``StoreError`` (never skipped). ``out`` appears complete or not at all (mode
     ``0o666 & ~umask``). Returns the path, the document and warnings.
     """
-    from bench.store import load_runs, show_path, write_new_json
+    from bench.store import create_json, load_runs, refuse_existing, show_path
 
     out = Path(out)
-    if os.path.lexists(out):
-        raise UsageError(f"{show_path(out)} already exists; merge never overwrites a file, choose another -o")
+    taken = f"{show_path(out)} already exists; merge never overwrites a file, choose another -o"
+    refuse_existing(out, taken)  # before reading every shard
     if not paths:
         raise UsageError("merge needs at least one run file")
-    runs = [(show_path(p), doc) for p, doc in load_runs(paths)]
+    runs: list[tuple[str, dict[str, Any]]] = []
+    for given in paths:  # a shard that yields nothing (an empty folder) must not leave the merge partial unseen
+        found = load_runs(given)
+        if not found:
+            raise StoreError(f"{show_path(given)}: no aigc-bench run files found")
+        runs += [(show_path(p), doc) for p, doc in found]
     doc, warnings = merge_runs(runs)
     doc["run_id"] = f"{out.stem}-{doc['suite_hash'][:6]}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_new_json(out, doc)
-    except FileExistsError:
-        raise UsageError(f"{show_path(out)} already exists; merge never overwrites a file, choose another -o") from None
-    except OSError as e:
-        raise StoreError(f"cannot write {show_path(out)}: {e.strerror or e}") from None
+    create_json(out, doc, exists=taken, what="merged run")
     return out, doc, warnings

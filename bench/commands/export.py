@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -27,10 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from bench.export import to_pytest_benchmark
-    from bench.store import load_run, show_path, write_new_json
+    from bench.store import create_json, load_run, refuse_existing, show_path
 
-    if args.output is not None and os.path.lexists(args.output):  # before reading a possibly large file
-        raise UsageError(f"{show_path(args.output)} already exists; export never overwrites a file")
+    taken = f"{show_path(args.output)} already exists; export never overwrites a file"
+    if args.output is not None:
+        refuse_existing(args.output, taken)  # before reading a possibly large file
     doc = load_run(args.run)  # validated: finite samples, typed fields
     out, left_out = to_pytest_benchmark(doc)
     if left_out:
@@ -41,12 +41,6 @@ def _run(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=1, allow_nan=False)
         sys.stdout.write("\n")
         return 0
-    try:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        write_new_json(args.output, out)  # complete or not at all, never over an existing file
-    except FileExistsError:
-        raise UsageError(f"{show_path(args.output)} already exists; export never overwrites a file") from None
-    except OSError as e:
-        raise UsageError(f"cannot write {show_path(args.output)}: {e.strerror or e}") from None
+    create_json(args.output, out, exists=taken, what="export")  # complete or not at all, never over a file
     print(f"exported {len(out['benchmarks'])} benchmarks: {show_path(args.output)}", file=sys.stderr)
     return 0
