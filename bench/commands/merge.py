@@ -22,10 +22,12 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from bench.merge import merge_files
+    from bench.report.escape import term
 
     path, doc, warnings = merge_files(args.files, args.output)  # reads and validates every file once
     console = Console(stderr=True)
-    for w in warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}")
-    Console().print(f"merged {len(doc['merged_from'])} files, {len(doc['records'])} cells: [bold]{path}[/bold]")
+    for w in warnings:  # they quote file names and environment strings from the (untrusted) files: no markup
+        console.print(f"[yellow]warning:[/yellow] {term(w)}", soft_wrap=True)
+    n_files, n_cells = len(doc["merged_from"]), len(doc["records"])
+    Console().print(f"merged {n_files} files, {n_cells} cells: [bold]{term(path)}[/bold]", soft_wrap=True)
     return 0

@@ -35,7 +35,12 @@ def load_run(path: Path | str) -> dict[str, Any]:
 
 
 def _scan(folder: Path) -> list[Path]:
-    """Every non-hidden ``*.json`` under ``folder`` (symbolic links to folders are not followed: no loops)."""
+    """Every non-hidden ``*.json`` under ``folder`` (symbolic links to folders are not followed: no loops).
+
+    A folder (or a link to one) named ``*.json`` inside it is an error: named like a run file, it can be
+    neither read as one nor searched without guessing what was meant (walked, it used to add or drop run
+    files silently); named directly, a folder is searched whatever its name.
+    """
 
     def fail(e: OSError) -> None:
         raise StoreError(f"{show_path(e.filename or folder)}: cannot list folder ({e.strerror or e})")
@@ -43,6 +48,10 @@ def _scan(folder: Path) -> list[Path]:
     out: list[Path] = []
     for root, dirs, names in os.walk(folder, onerror=fail):
         dirs.sort()
+        for name in dirs:
+            if name.endswith(".json") and not name.startswith("."):
+                raise StoreError(f"{show_path(Path(root) / name)}: a folder named like a run file; rename it, "
+                                 "or name it directly to search it")  # fmt: skip
         for name in names:
             if name.endswith(".json") and not name.startswith("."):  # dot files: in-flight temporaries
                 out.append(Path(root) / name)

@@ -269,15 +269,36 @@ def test_size_limit_is_checked_before_reading(tmp_path: Path, monkeypatch, capsy
 
 
 def test_folder_scan_skips_foreign_json_and_follows_no_folder_links(tmp_path: Path) -> None:
-    """Reports and exports (JSON of another kind) are skipped; a folder named x.json is just a folder, and a
-    link to a parent folder (a loop) is not followed."""
+    """Reports and exports (JSON of another kind) are skipped, and a link to a parent folder (a loop) is not
+    followed."""
     folder = tmp_path / "results"
     run_file(folder, [record("m1")])
     (folder / "export.json").write_text('{"benchmarks": []}')
-    (folder / "x.json").mkdir()
-    (folder / "x.json" / "report.manifest.json").write_text('{"kind": "aigc-bench/report-manifest"}')
     (folder / "up").symlink_to(tmp_path, target_is_directory=True)
     assert len(load_results(folder)) == 1
+
+
+@pytest.mark.parametrize("entry", FOLDER_ENTRY_POINTS)
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_a_folder_named_like_a_run_file_in_a_scan_is_an_error(kind: str, entry: str, tmp_path: Path, capsys) -> None:
+    """A folder (or a link to one) named x.json next to a good shard: walked as a folder, it added the run files
+    inside it (or, a link, dropped them) without a word. It is an error naming it; named directly it is
+    searched, as any folder is."""
+    folder, _ = _folder_with_good(tmp_path, "truncated")
+    (folder / "truncated.json").unlink()
+    inner = tmp_path / "elsewhere" / "x.json"
+    run_file(inner, [record("m9", SAMPLES)])
+    odd = folder / "x.json"
+    if kind == "folder":
+        inner.rename(odd)
+    else:
+        odd.symlink_to(inner, target_is_directory=True)
+    capsys.readouterr()
+    line = _one_error_line(capsys, _cli(entry, folder, tmp_path), odd)
+    assert "a folder named like a run file" in line
+    with pytest.raises(StoreError, match="a folder named like a run file"):
+        load_results(folder)
+    assert len(load_results(odd)) == 1  # named directly: searched
 
 
 def test_a_file_with_an_unknown_kind_named_directly_is_an_error(tmp_path: Path) -> None:

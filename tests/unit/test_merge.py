@@ -73,3 +73,38 @@ def test_existing_output_is_never_overwritten(tmp_path: Path, capsys) -> None:
     assert out.read_text() == "precious"
     out.unlink()
     assert main(args) == 0 and len(load_run(out)["records"]) == 7
+
+
+def test_names_from_files_print_literally_not_as_markup(tmp_path: Path, capsys) -> None:
+    """Shard paths, environment strings and the output name used to be printed as rich markup: a folder named
+    ``[bold red]x[/]`` lost its brackets, ``[link=...]`` became a live hyperlink."""
+    hostile = tmp_path / "[bold red]x[/]"
+    a = run_file(hostile / "a", [record("m1")], shard="1/2")
+    b = run_file(hostile / "b", [record("m2")], shard="2/2", env={**ENV, "cpu_model": "[link=https://evil.example]cpu"})
+    out = tmp_path / "[red]merged[link=https://evil.example].json"
+    assert main(["merge", str(a), str(b), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "'[link=https://evil.example]cpu'" in captured.err and "[bold red]x[/]" in captured.err
+    assert str(out) in captured.out and "evil.example]" in captured.out
+    assert len(captured.out.splitlines()) == 1 and len(captured.err.splitlines()) == 1  # long lines are not wrapped
+
+
+def test_a_named_folder_without_run_files_is_refused(tmp_path: Path, capsys) -> None:
+    """``merge shard1.json empty/`` used to write a merged run of shard 1 alone and exit 0."""
+    (shard, _, _) = _shards(tmp_path)
+    empty = tmp_path / "shard2.json"  # a download that made a folder where a file was meant
+    empty.mkdir()
+    assert main(["merge", str(shard), str(empty), "-o", str(tmp_path / "run.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"aigc-bench: error: {empty}: no aigc-bench run files found"
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(tmp_path: Path, capsys) -> None:
+    """``-o FILE/run.json`` where FILE is a file: it used to say "already exists; merge never overwrites"."""
+    shards = _shards(tmp_path)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    assert main(["merge", *map(str, shards), "-o", str(blocker / "run.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"aigc-bench: error: cannot create folder {blocker} for merged run") and "\n" not in err
