@@ -9,6 +9,7 @@ profile's timeout (a training cell reports every second), or after 10 times that
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from pathlib import Path
 
@@ -76,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     from bench import runner
     from bench.env import busy_warning
     from bench.registry import get_suite
+    from bench.report.escape import term
     from bench.report.terminal import ProgressView, print_summary
 
     if args.resume == "":
@@ -103,12 +105,19 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_report:
         _check_writable(report_dir, "report")
     console = Console(stderr=True)
-    if (busy := busy_warning(args.threads)) is not None:  # a busy machine slows every cell: say so, as pyperf does
-        console.print(f"[yellow]warning:[/yellow] {busy}", highlight=False)
+    busy = busy_warning(args.threads)
     eta = runner.EtaEstimator(cells)
-    with ProgressView(console, total=len(cells), eta=eta.remaining_s) as view:
+    views: list[ProgressView] = []
+    with contextlib.ExitStack() as stack:
 
         def on_event(event: str, cell, payload) -> None:
+            # Nothing is printed before the first cell event: by then the run file is claimed, or the --resume
+            # file read and validated, so a bad one fails with its one error line alone (exit 2).
+            if not views:
+                if busy is not None:  # a busy machine slows every cell: say so, as pyperf does
+                    console.print(f"[yellow]warning:[/yellow] {busy}", highlight=False)
+                views.append(stack.enter_context(ProgressView(console, total=len(cells), eta=eta.remaining_s)))
+            view = views[0]
             eta.on_event(event, cell, payload)
             if event == "resumed":  # already in the file: counts as done
                 view.progress.update(view.task, advance=1)
@@ -119,10 +128,8 @@ def _run(args: argparse.Namespace) -> int:
                             on_event=on_event)  # fmt: skip
     out = Console()
     print_summary(out, result.records, suite.name)
-    out.print(
-        f"results: [bold]{result.path}[/bold]"
-        + (f" ({result.skipped_existing} cells resumed from the file)" if result.skipped_existing else "")
-    )
+    resumed = f" ({result.skipped_existing} cells resumed from the file)" if result.skipped_existing else ""
+    out.print(f"results: [bold]{term(result.path)}[/bold]{resumed}", soft_wrap=True)  # --resume FILE: the user's name
     if not args.no_report:
         _write_reports(result.path, report_dir, out)
     failed = result.n_failed
@@ -182,12 +189,14 @@ def _write_reports(path: Path, report_dir: Path, console) -> None:
     """Write the run's reports to ``report_dir`` (see ``report_folder``) when the report package provides them."""
     from bench.errors import BenchError
     from bench.report import write_run_reports
+    from bench.report.escape import term
 
     try:
         written = write_run_reports(path, report_dir)
     except (BenchError, OSError) as e:  # the measurements are safe on disk; a report problem must not hide them
-        console.print(f"[yellow]warning: reports not written: {e}[/yellow] (run `aigc-bench report {path}`)")
+        console.print(f"[yellow]warning: reports not written: {term(e)}[/yellow] (run `aigc-bench report "
+                      f"{term(path)}`)", soft_wrap=True)  # fmt: skip
         return
     shown = [p for p in written if p.suffix in (".md", ".html")] or written
-    for p in shown:
-        console.print(f"report: {p}")
+    for p in shown:  # paths hold the output folder and names from the file: printed as they are, never as markup
+        console.print(f"report: {term(p)}", soft_wrap=True)
