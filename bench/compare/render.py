@@ -7,12 +7,24 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from bench.compare.model import ADDED, COMPARED, FAILED, REMOVED, ComparisonReport, MetricComparison, Verdict
+from bench.compare.model import (
+    ADDED,
+    COMPARED,
+    FAILED,
+    REMOVED,
+    CellComparison,
+    ComparisonReport,
+    MetricComparison,
+    Verdict,
+)
 from bench.compare.thresholds import METRICS
 from bench.spec import CellKey
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rich.console import Console
+    from rich.table import Table
 
 
 def format_value(metric: str, v: float | None) -> str:
@@ -181,7 +193,6 @@ def _ci_text(m: MetricComparison) -> str:
 def print_table(report: ComparisonReport, console: Console | None = None) -> None:
     """The summary, every cell's changes, then the notable ones with their evidence (to ``console``)."""
     from rich.console import Console
-    from rich.table import Table
 
     from bench.report.escape import term as escape  # markup escaped AND control characters shown: file strings
 
@@ -199,6 +210,25 @@ def print_table(report: ComparisonReport, console: Console | None = None) -> Non
     console.print(f"baseline {escape(base.label)} ({escape(', '.join(base.run_ids))}) vs current {escape(cur.label)} "
                   f"({escape(', '.join(cur.run_ids))}); fail on {escape(gates)}; alpha {report.alpha:g}, "
                   f"{escape(report.correction)}")  # fmt: skip
+    console.print(_cells_table(report))
+    notable = report.regressions + report.improvements + report.noisy + report.explained
+    if notable:
+        console.print(_notable_table(notable))
+    for status in (FAILED, ADDED, REMOVED):
+        cs = report.with_status(status)
+        if cs:
+            console.print(f"[bold]{status}[/bold] ({len(cs)}): " + ", ".join(escape(cell_label(c.key)) for c in cs))
+            for c in cs:
+                if status == FAILED and c.error:
+                    console.print(f"  {escape(cell_label(c.key))}: {escape(c.error)}")
+
+
+def _cells_table(report: ComparisonReport) -> Table:
+    """Every cell: its change per metric, or its status when it was not compared."""
+    from rich.table import Table
+
+    from bench.report.escape import term as escape
+
     t = Table(title="cells (change vs baseline)")
     t.add_column("cell")
     for name in METRICS:
@@ -207,30 +237,30 @@ def print_table(report: ComparisonReport, console: Console | None = None) -> Non
         if c.status != COMPARED:
             st = "red" if c.status == FAILED else "cyan"
             t.add_row(escape(cell_label(c.key)), f"[{st}]{escape(c.status)}[/{st}]", *([""] * (len(METRICS) - 1)))
-            continue
-        vals = []
-        for name in METRICS:
-            m = c.metric(name)
-            mark = "~" if m is None or m.verdict is Verdict.UNCHANGED else m.verdict.value
-            vals.append("" if m is None else f"[{_STYLE[m.verdict.value]}]{format_change(m)} {mark}[/]")
-        t.add_row(escape(cell_label(c.key)), *vals)
-    console.print(t)
-    notable = report.regressions + report.improvements + report.noisy + report.explained
-    if notable:
-        d = Table(title="regressions, improvements, too-noisy and explained changes")
-        for col in ("cell", "metric", "baseline", "current", "change", "verdict", "p (adj.)", "CI", "how"):
-            d.add_column(col, justify="right" if col in ("baseline", "current", "change", "p (adj.)") else "left")
-        for c, m in notable:
-            d.add_row(escape(cell_label(c.key)), m.metric, format_value(m.metric, m.baseline),
-                      format_value(m.metric, m.current), format_change(m),
-                      f"[{_STYLE[m.verdict.value]}]{verdict_text(m)}[/]",
-                      "" if m.p_adjusted is None else f"{m.p_adjusted:.2g}", escape(_ci_text(m)),
-                      escape("; ".join(x for x in (speed_text(m), m.note or m.method) if x)))  # fmt: skip
-        console.print(d)
-    for status in (FAILED, ADDED, REMOVED):
-        cs = report.with_status(status)
-        if cs:
-            console.print(f"[bold]{status}[/bold] ({len(cs)}): " + ", ".join(escape(cell_label(c.key)) for c in cs))
-            for c in cs:
-                if status == FAILED and c.error:
-                    console.print(f"  {escape(cell_label(c.key))}: {escape(c.error)}")
+        else:
+            t.add_row(escape(cell_label(c.key)), *(_cell_change(c.metric(name)) for name in METRICS))
+    return t
+
+
+def _cell_change(m: MetricComparison | None) -> str:
+    if m is None:
+        return ""
+    mark = "~" if m.verdict is Verdict.UNCHANGED else m.verdict.value
+    return f"[{_STYLE[m.verdict.value]}]{format_change(m)} {mark}[/]"
+
+
+def _notable_table(notable: Sequence[tuple[CellComparison, MetricComparison]]) -> Table:
+    """The regressions, improvements, too-noisy and explained changes with their evidence."""
+    from rich.table import Table
+
+    from bench.report.escape import term as escape
+
+    d = Table(title="regressions, improvements, too-noisy and explained changes")
+    for col in ("cell", "metric", "baseline", "current", "change", "verdict", "p (adj.)", "CI", "how"):
+        d.add_column(col, justify="right" if col in ("baseline", "current", "change", "p (adj.)") else "left")
+    for c, m in notable:
+        d.add_row(escape(cell_label(c.key)), m.metric, format_value(m.metric, m.baseline),
+                  format_value(m.metric, m.current), format_change(m), f"[{_STYLE[m.verdict.value]}]{verdict_text(m)}[/]",
+                  "" if m.p_adjusted is None else f"{m.p_adjusted:.2g}", escape(_ci_text(m)),
+                  escape("; ".join(x for x in (speed_text(m), m.note or m.method) if x)))  # fmt: skip
+    return d
