@@ -4,8 +4,16 @@ Exit codes (also in ``aigc-bench --help`` and README.md):
 
 * 0 -- success
 * 1 -- ``compare`` found a regression
-* 2 -- usage or bad input (unknown suite/family/profile/dtype/device, unreadable file, ...)
-* 3 -- the run finished but some cells failed
+* 2 -- usage or bad input (unknown suite/family/profile/dtype/device, unreadable, malformed or foreign
+  result file, unwritable folder, an output that exists): one line, never a traceback
+* 3 -- the run finished but some cells failed, including cells killed by the stall timeout (status
+  ``timeout``: no progress from the worker for the profile's ``timeout_s``, or ``HARD_CAP_FACTOR`` (10)
+  times that in all; the metrics measured before are kept)
+* 130 -- interrupted by Ctrl-C (SIGINT): the running cell's worker is stopped, finished cells are kept
+  (``run --resume`` continues)
+* 143 -- ended by SIGTERM (what ``timeout`` and CI runners send): the same clean end as Ctrl-C
+
+A worker never outlives its driver: ``kill -9`` of the driver ends it too, with no exit code of ours.
 """
 
 from __future__ import annotations
@@ -17,6 +25,9 @@ EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_USAGE = 2
 EXIT_CELLS_FAILED = 3
+#: 128 + the signal number, as shells report a process ended by a signal (``bench.cli`` exits with it)
+EXIT_INTERRUPTED = 130  # SIGINT
+EXIT_TERMINATED = 143  # SIGTERM
 
 
 class BenchError(Exception):
