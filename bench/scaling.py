@@ -7,9 +7,9 @@ mode) -- and for each metric (MACs, median latency, peak memory, ...):
   ``log(T)``, with its R² (1 means a straight line in log-log, i.e. a clean power law);
 * the **local exponents** between consecutive lengths, ``log(y2/y1) / log(T2/T1)``: a cost ``aT + bT²``
   (attention) has local exponents between 1 and 2 that rise with T, a recurrence's stay near 1;
-* **crossovers**: for a declared pair of families (A, B), the length where A's cost passes B's, found by
-  intersecting their piecewise-linear log-log curves over the lengths both were measured at; ``None``
-  when the curves do not cross inside the measured range.
+* **crossovers**: for each pair of families (A, B) the suite declares (``Suite.crossovers``), the length
+  where A's cost passes B's, found by intersecting their piecewise-linear log-log curves over the lengths
+  both were measured at; ``None`` when the curves do not cross inside the measured range.
 
 Everything here is a pure function of plain data (records as stored in a run file); nothing is measured.
 ``bench.runner`` calls :func:`analyse` at the end of a run and stores its result as the run's
@@ -26,14 +26,6 @@ from typing import Any
 METRICS: tuple[str, ...] = ("macs", "latency_p50_ms", "peak_memory_mb", "activations_mb")
 #: record key fields that identify a series (everything but seq_len)
 SERIES_KEY: tuple[str, ...] = ("tier", "family", "device", "dtype", "batch_size", "mode")
-
-#: suite name -> family pairs (A, B) whose crossover length is reported: "where A's cost passes B's"
-CROSSOVER_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {}
-
-
-def register_crossovers(suite: str, pairs: Iterable[tuple[str, str]]) -> None:
-    """Declare which families of ``suite`` are compared for crossovers (called by the suite's module)."""
-    CROSSOVER_PAIRS[suite] = tuple((str(a), str(b)) for a, b in pairs)
 
 
 # --- fitting -------------------------------------------------------------------------------------------
@@ -135,7 +127,7 @@ def analyse(
 ) -> dict[str, Any]:
     """Exponents of every series and crossovers of every declared family pair, as JSON-able data.
 
-    ``pairs`` default to those the records' suite declared with :func:`register_crossovers`. Returns
+    ``pairs`` default to the records' suites' ``Suite.crossovers`` (suites registered in ``bench.registry``). Returns
     ``{"x": "seq_len", "metrics": [...], "fits": [...], "crossovers": [...]}``: one *fit* per series and
     metric with at least two lengths (key fields, ``metric``, ``seq_lens``, ``values``, ``exponent``,
     ``coef``, ``r2``, ``n``, ``local``), one *crossover* per pair, metric and shared key (key fields
@@ -190,20 +182,7 @@ def _crossovers(by_series: Mapping[tuple[Any, ...], Mapping[int, float]], metric
 
 
 def _declared_pairs(records: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    from bench.registry import SUITES, get_suite
+
     suites = {r.get("key", {}).get("suite") for r in records} - {None}
-    if suites - set(CROSSOVER_PAIRS):
-        from bench.registry import list_suites
-
-        list_suites()  # importing the built-in suites registers their pairs
-    return tuple(p for s in sorted(suites) for p in CROSSOVER_PAIRS.get(s, ()))
-
-
-def exponent_table(analysis: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The fits as flat rows (key fields, metric, exponent, R², first and last local exponent)."""
-    rows = []
-    for f in analysis.get("fits", []):
-        loc = f.get("local") or [{}]
-        rows.append({**{k: f[k] for k in SERIES_KEY}, "metric": f["metric"], "exponent": f["exponent"],
-                     "r2": f["r2"], "local_first": loc[0].get("exponent"), "local_last": loc[-1].get("exponent"),
-                     "seq_lens": f"{f['seq_lens'][0]}-{f['seq_lens'][-1]}"})  # fmt: skip
-    return rows
+    return tuple(p for s in sorted(suites) if s in SUITES for p in get_suite(s).crossovers)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 #: dtypes the CLI accepts, mapped to torch dtype names.
 DTYPES: dict[str, str] = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -174,6 +174,23 @@ class Suite:
     profiles: tuple[Profile, ...]
     default_profile: str = "default"
     input_args: tuple[tuple[str, Any], ...] = ()  # e.g. vocabulary size for token inputs
+    #: the family the report's "vs <family>" latency ratios compare against (None: no ratio columns)
+    reference_family: str | None = None
+    #: family pairs (A, B) whose crossover length ``bench.scaling`` reports: where A's cost passes B's
+    crossovers: tuple[tuple[str, str], ...] = ()
+
+    #: fields that choose how results are analysed and shown, not what is measured. ``to_dict`` leaves them
+    #: out, so the stored definition and its hash (``runner.definition_hash``; resume, merge and compare
+    #: refuse or warn on a changed one) stay those of the runs made before these fields existed.
+    VIEW_FIELDS: ClassVar[tuple[str, ...]] = ("reference_family", "crossovers")
+
+    def __post_init__(self) -> None:
+        from bench.errors import UnknownNameError
+
+        named = [self.reference_family] if self.reference_family is not None else []
+        for name in [*named, *(f for pair in self.crossovers for f in pair)]:
+            if name not in self.families:
+                raise UnknownNameError(f"family of suite {self.name!r}", name, self.families)
 
     def tier(self, name: str) -> Tier:
         from bench.errors import UnknownNameError
@@ -202,8 +219,11 @@ class Suite:
         return tuple(seen)
 
     def to_dict(self) -> dict[str, Any]:
-        """The suite definition as JSON-able data (stored with every run)."""
-        return _jsonable(asdict(self))
+        """The suite definition as JSON-able data (stored with every run), without ``VIEW_FIELDS``."""
+        d = asdict(self)
+        for name in self.VIEW_FIELDS:
+            del d[name]
+        return _jsonable(d)
 
 
 @dataclass(frozen=True, order=True)

@@ -243,4 +243,5 @@ def cv_backbones() -> Suite:
         profiles=PROFILES,
         default_profile="default",
         input_args=freeze({}),
+        reference_family="resnet",
     )

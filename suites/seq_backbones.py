@@ -10,14 +10,13 @@ Tiers budget the **backbone** (``VariantSpec.count="backbone"``): embeddings, po
 layers are left out, because they scale with vocabulary, maximum length and class count rather than with
 the architecture being compared. Sequence length is an axis of ordinary cells (``Profile.seq_lens``);
 ``bench.scaling`` fits each family's exponents and the lengths where a Transformer overtakes its
-recurrent counterpart (pairs registered below).
+recurrent counterpart (``CROSSOVERS`` below).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from bench import scaling
 from bench.models import seq as _models  # noqa: F401 -- registers the tokens / seq2seq / seq input kinds
 from bench.registry import register_suite
 from bench.spec import AccuracySpec, Knob, Profile, Suite, Tier, VariantSpec, freeze
@@ -143,7 +142,6 @@ MICRO = Tier("micro", 100_000, (*(f for f in FAMILIES if f.family in _ACCURACY_F
 #: (A, B): report the length where A's cost passes B's
 CROSSOVERS = (("transformer", "lstm"), ("transformer_learned", "lstm"), ("transformer", "gru"),
               ("transformer_seq2seq", "gru_seq2seq"))  # fmt: skip
-scaling.register_crossovers("seq-backbones", CROSSOVERS)
 
 
 @register_suite("seq-backbones")
@@ -159,4 +157,6 @@ def seq_backbones() -> Suite:
         # max_seq_len: per-device (or device/mode) length caps; longer cells are recorded as skipped.
         # On 2 CPU cores a GRU/RNN training step at 4096 takes ~10-20 s (its backward runs step by step).
         input_args=freeze({"vocab_size": VOCAB, "max_seq_len": {"cpu": 4096, "cpu/train": 1024}}),
+        reference_family="lstm",
+        crossovers=CROSSOVERS,
     )

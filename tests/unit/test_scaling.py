@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from bench import scaling
+from bench import registry
 from bench.scaling import analyse, crossings, crossover, fit_power_law, local_exponents
+from bench.spec import Suite, Tier, VariantSpec
 
 LENS = [64, 128, 256, 512, 1024, 2048, 4096]
 
@@ -105,14 +106,29 @@ def test_analyse_keeps_modes_apart_and_skips_single_points() -> None:
     assert out["crossovers"] == []
 
 
-def test_analyse_uses_the_suites_registered_pairs() -> None:
-    scaling.register_crossovers("toy", [("attn", "rnn")])
-    try:
-        recs = _records("attn", lambda t: t * t / 1000) + _records("rnn", lambda t: float(t))
-        (c,) = analyse(recs, metrics=("macs",))["crossovers"]
-        assert c["seq_len"] == pytest.approx(1000.0)
-    finally:
-        scaling.CROSSOVER_PAIRS.pop("toy")
+def _register_toy_suite(monkeypatch: pytest.MonkeyPatch, **fields: object) -> None:
+    """Register suite "toy" (families attn and rnn) for this test only."""
+    variants = tuple(VariantSpec(family=f, builder="torch.nn:Linear") for f in ("attn", "rnn"))
+    tier = Tier(name="t", target_params=1, variants=variants, input_shape=())
+    suite = Suite(name="toy", description="toy", input_kind="tokens", tiers=(tier,), profiles=(), **fields)
+    registry.SUITES.names()  # load the built-in suites first
+    monkeypatch.setitem(registry.SUITES._items, "toy", lambda: suite)
+    monkeypatch.setitem(registry._suite_cache, "toy", suite)
+
+
+def test_analyse_uses_the_suites_declared_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    recs = _records("attn", lambda t: t * t / 1000) + _records("rnn", lambda t: float(t))
+    assert analyse(recs, metrics=("macs",))["crossovers"] == []  # an unknown suite declares no pairs
+    _register_toy_suite(monkeypatch, crossovers=(("attn", "rnn"),))
+    (c,) = analyse(recs, metrics=("macs",))["crossovers"]
+    assert c["seq_len"] == pytest.approx(1000.0)
+
+
+def test_the_built_in_sequence_suite_declares_its_crossovers() -> None:
+    from bench.registry import get_suite
+
+    assert ("transformer", "lstm") in get_suite("seq-backbones").crossovers
+    assert get_suite("cv-backbones").crossovers == ()
 
 
 def test_analyse_without_seq_len_is_empty() -> None:
