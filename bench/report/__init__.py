@@ -32,7 +32,6 @@ __all__ = ["FORMATS", "ReportExistsError", "parse_formats", "write_reports", "wr
 
 #: report formats, in the order files are written; ``tex`` is accepted for ``latex``
 FORMATS = ("md", "csv", "latex", "html")
-_EXT = {"md": "md", "csv": "csv", "latex": "tex", "html": "html"}
 _ALIASES = {"tex": "latex", "markdown": "md", "htm": "html"}
 MANIFEST_KIND = "aigc-bench/report-manifest"
 #: what to do when a report file exists and is not ours: raise, pick ``<stem>-N``, or replace it
@@ -205,22 +204,20 @@ def write_reports(
     one run shows the latest run's record in the tables, while the CSV keeps every record.
     ``on_conflict`` is one of ``CONFLICT_POLICIES``. Returns the paths of the set's files.
     """
-    import pandas as pd
-
     from bench.report.document import build_report, run_stem
     from bench.report.escape import safe_component
-    from bench.store import COLUMNS, iter_rows, load_run, result_files
+    from bench.report.frames import frame_from_runs
+    from bench.store import load_runs
 
     if on_conflict not in CONFLICT_POLICIES:
         raise UnknownNameError("conflict policy", on_conflict, CONFLICT_POLICIES)
     fmts = parse_formats(formats)
-    files = result_files(paths)
-    if not files:
+    loaded = load_runs(paths)  # each file read and validated once
+    if not loaded:
         shown = [str(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
         raise UsageError(f"no aigc-bench result files in {', '.join(shown) or '(nothing given)'}")
     by_suite: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
-    for f in files:
-        doc = load_run(f)
+    for f, doc in loaded:
         by_suite.setdefault(str(doc["suite"]), []).append((f, doc))
     families = {str(r["key"]["family"]) for runs in by_suite.values() for _, d in runs for r in d["records"]}
     if reference_family is not None and reference_family not in families:
@@ -228,10 +225,7 @@ def write_reports(
     written: list[Path] = []
     for suite in sorted(by_suite):
         runs = _unique_runs(by_suite[suite])
-        frame = pd.DataFrame([row for f, d in runs for row in iter_rows(d, f)])
-        for c in COLUMNS:
-            if c not in frame.columns:
-                frame[c] = None
+        frame = frame_from_runs(runs)
         report = build_report(frame, [d for _, d in runs], reference_family, figures="md" in fmts or "html" in fmts)
         run_ids = [str(d["run_id"]) for _, d in runs]
         stem = run_stem([f for f, _ in runs], run_ids)

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.allocator import run_regime
-from bench.report.tables import FLOP_CONVENTION, RunAnalysis, Table, build_tables, scaling_tables, tidy_frame
+from bench.report.main_table import FLOP_CONVENTION, build_tables
+from bench.report.model import Table
+from bench.report.scaling_tables import RunAnalysis, scaling_tables
+from bench.report.tidy import tidy_frame
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from bench.report.figures import FigureFile
+    from bench.report.plotting import FigureFile
 
 
 @dataclass(frozen=True)

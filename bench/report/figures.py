@@ -1,10 +1,8 @@
 """Report figures (matplotlib, no pyplot): PNG and SVG bytes that are identical for identical results.
 
-Determinism: figures have fixed sizes and DPI, PNGs are saved without the ``Software`` tag, SVGs
-without a date and with a fixed ``svg.hashsalt`` (the ids of clip paths are otherwise random), and
-every order (families, tiers, devices) comes from the data, never from a set or the clock.
-Figures are built with ``matplotlib.figure.Figure`` and saved through the Agg/SVG canvases, so the
-global pyplot state and backend of the calling process are left alone.
+Determinism: every order (families, tiers, devices) comes from the data, never from a set or the
+clock; sizes, DPI and encoding are fixed in ``bench.report.plotting``, which also keeps the global
+pyplot state and backend of the calling process alone.
 
 Names in figures come from result files (untrusted): no text is parsed as mathtext (``text.parse_math``
 off, so ``fam$\\x{$`` is drawn as typed), labels are one printable line of bounded length, and a figure
@@ -13,163 +11,23 @@ that still fails is left out and named (``failures``) instead of failing the who
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.report.escape import printable, safe_component
-from bench.report.tables import (
-    SCALING_METRICS,
-    analysis_entry,
-    devices_of,
-    fit_exponent,
-    fmt_sig,
-    num,
-    opt_int,
-    prepare,
-    scaling_slice,
-)
+from bench.report.formatting import fmt_sig, num, opt_int
+from bench.report.frames import devices_of, prepare, scaling_slice
+from bench.report.plotting import RC, FigureFile, Style, fig_text, finish, log_axis, new_figure
+from bench.report.scaling_tables import SCALING_METRICS, analysis_entry, fit_exponent
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
-#: rcParams for every report figure (the SVG hash salt makes element ids reproducible)
-RC = {
-    "svg.hashsalt": "aigc-bench-report",
-    "svg.fonttype": "path",
-    "font.family": "DejaVu Sans",
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "legend.fontsize": 8,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "figure.dpi": 100,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "text.parse_math": False,  # labels hold names from result files: "$...$" must never be read as TeX
-}
-DPI = 110
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
-_LINESTYLES = ("-", "--", ":", "-.")
-_LABEL_CHARS = 60
 log = logging.getLogger(__name__)
 _Y_LABELS = {"latency_p50_ms": "latency p50 (ms)", "peak_memory_mb": "peak memory (MB)", "macs": "MACs / sequence"}
-
-
-@dataclass(frozen=True)
-class FigureFile:
-    """One rendered figure: ``slug`` goes into file names (``<stem>.<slug>.png``)."""
-
-    slug: str
-    title: str
-    caption: str
-    png: bytes
-    svg: bytes
-
-
-def fig_text(text: object) -> str:
-    """A name from a result file as figure text: one printable line, at most 60 characters."""
-    s = printable(text)
-    return s if len(s) <= _LABEL_CHARS else s[: _LABEL_CHARS - 1] + "…"
-
-
-def encode(fig: Figure) -> tuple[bytes, bytes]:
-    """The figure as (PNG, SVG) bytes without timestamps or software tags."""
-    import matplotlib
-
-    with matplotlib.rc_context(RC):
-        png, svg = io.BytesIO(), io.BytesIO()
-        fig.savefig(png, format="png", dpi=DPI, metadata={"Software": None})
-        # the layout is solved by the first save; reusing it halves the time (it dominates rendering)
-        fig.set_layout_engine("none")
-        fig.savefig(svg, format="svg", metadata={"Date": None})
-    return png.getvalue(), svg.getvalue()
-
-
-class _Style:
-    """Colour per family and marker/line style per tier, fixed by the suite's order."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        import matplotlib
-
-        cmap = matplotlib.colormaps["tab10"]
-        fams = list(dict.fromkeys(frame.sort_values("_family_rank", kind="stable")["family"]))
-        tiers = list(dict.fromkeys(frame.sort_values("_tier_rank", kind="stable")["tier"]))
-        self.families, self.tiers = fams, tiers
-        self.color = {f: cmap(i % 10) for i, f in enumerate(fams)}
-        self.marker = {t: _MARKERS[i % len(_MARKERS)] for i, t in enumerate(tiers)}
-        self.line = {t: _LINESTYLES[i % len(_LINESTYLES)] for i, t in enumerate(tiers)}
-
-    def legend_handles(self, families: Sequence[str], tiers: Sequence[str]) -> list[Any]:
-        from matplotlib.lines import Line2D
-
-        hs: list[Any] = [
-            Line2D([], [], color=self.color[f], marker="o", linestyle="", label=fig_text(f)) for f in families
-        ]
-        if len(tiers) > 1:
-            hs += [Line2D([], [], color="0.35", marker=self.marker[t], linestyle="", label=fig_text(f"tier {t}"))
-                   for t in tiers]  # fmt: skip
-        return hs
-
-
-def _tick(v: float) -> str:
-    """A short tick label: 0.5, 20, 300, 20k, 5M, 2G."""
-    if abs(v) >= 1e9:
-        return f"{v / 1e9:g}G"
-    if abs(v) >= 1e6:
-        return f"{v / 1e6:g}M"
-    if abs(v) >= 1e4:
-        return f"{v / 1e3:g}k"
-    return f"{v:g}"
-
-
-def _log_axis(axis: Any, values: Sequence[float], base: float = 10) -> None:
-    """A log axis with plain tick labels (no mathtext: readable and much faster to draw).
-
-    Ticks are denser when the data spans less than a few decades, so a narrow range is still labelled.
-    """
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    pos = [v for v in values if math.isfinite(v) and v > 0]
-    decades = 3.0
-    if pos:
-        # explicit limits: matplotlib widens a one-value log axis to several decades, crowding the labels
-        lo, hi = min(pos), max(pos)
-        span = math.log10(hi / lo)
-        pad = max(0.08 * span, 0.1)
-        lo, hi = lo / 10**pad, hi * 10**pad
-        (axis.axes.set_xlim if axis.axis_name == "x" else axis.axes.set_ylim)(lo, hi)
-        decades = span + 2 * pad
-    if base != 10:
-        subs: tuple[float, ...] = (1.0,)
-    elif decades < 0.7:
-        subs = tuple(float(i) for i in range(1, 10))
-    elif decades < 1.5:
-        subs = (1.0, 2.0, 3.0, 5.0, 7.0)
-    elif decades < 3:
-        subs = (1.0, 2.0, 5.0)
-    else:
-        subs = (1.0,)
-    axis.set_major_locator(LogLocator(base=base, subs=subs))
-    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _tick(v)))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def _new(ncols: int, width: float, height: float, nrows: int = 1) -> tuple[Figure, list[Axes]]:
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    with matplotlib.rc_context(RC):
-        fig = Figure(figsize=(width, height), layout="constrained")
-        axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
-    return fig, axes
 
 
 def _point_slice(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -210,7 +68,7 @@ def build_figures(
         return []
     out: list[FigureFile] = []
     with matplotlib.rc_context(RC):
-        style = _Style(df)
+        style = Style(df)
         pts, desc = _point_slice(df)
         desc = fig_text(desc)
         suite = fig_text(df["suite"].iloc[0])
@@ -240,17 +98,12 @@ def _failing_figure(name: str, failures: list[str] | None) -> Iterator[None]:
             failures.append(line)
 
 
-def _finish(fig: Figure, slug: str, title: str, caption: str) -> FigureFile:
-    png, svg = encode(fig)
-    return FigureFile(slug, title, caption, png, svg)
-
-
-def _latency_vs_params(pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite: str, desc: str) -> FigureFile | None:
+def _latency_vs_params(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suite: str, desc: str) -> FigureFile | None:
     pts = pts[[num(p) > 0 and num(lat) > 0 for p, lat in zip(pts["params"], pts["latency_p50_ms"], strict=True)]]
     if pts.empty:
         return None
     devices = devices_of(pts)
-    fig, axes = _new(len(devices), 4.6 * len(devices) + 1.6, 4.0)
+    fig, axes = new_figure(len(devices), 4.6 * len(devices) + 1.6, 4.0)
     for ax, device in zip(axes, devices, strict=True):
         d = pts[pts["device"] == device]
         for r in d.itertuples():
@@ -258,8 +111,8 @@ def _latency_vs_params(pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite
                        marker=style.marker[r.tier], s=42, edgecolors="black", linewidths=0.5, zorder=3)  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
-        _log_axis(ax.xaxis, [num(v) / 1e6 for v in d["params"]])
-        _log_axis(ax.yaxis, [num(v) for v in d["latency_p50_ms"]])
+        log_axis(ax.xaxis, [num(v) / 1e6 for v in d["params"]])
+        log_axis(ax.yaxis, [num(v) for v in d["latency_p50_ms"]])
         ax.set_xlabel("params (M)")
         ax.set_ylabel("latency p50 (ms)")
         ax.set_title(f"{fig_text(device)} · {desc}")
@@ -267,7 +120,7 @@ def _latency_vs_params(pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite
     tiers = [t for t in style.tiers if t in set(pts["tier"])]
     fig.legend(handles=style.legend_handles(fams, tiers), loc="outside right upper")
     fig.suptitle(f"{suite}: latency vs parameters")
-    return _finish(fig, "latency-vs-params", "Latency vs parameters",
+    return finish(fig, "latency-vs-params", "Latency vs parameters",
                    f"Median latency against parameter count (log-log), {desc}; colour = family, marker = tier.")  # fmt: skip
 
 
@@ -292,9 +145,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
     return front
 
 
-def _accuracy_vs_latency(
-    pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite: str, desc: str
-) -> FigureFile | None:
+def _accuracy_vs_latency(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suite: str, desc: str) -> FigureFile | None:
     from matplotlib.lines import Line2D
 
     acc = _accuracy(df)
@@ -308,7 +159,7 @@ def _accuracy_vs_latency(
     ]
     if not devices:
         return None
-    fig, axes = _new(len(devices), 4.6 * len(devices) + 1.8, 4.0)
+    fig, axes = new_figure(len(devices), 4.6 * len(devices) + 1.8, 4.0)
     tiers_used: list[str] = []
     for ax, device in zip(axes, devices, strict=True):
         d = pts[pts["device"] == device]
@@ -330,7 +181,7 @@ def _accuracy_vs_latency(
                 if tier not in tiers_used:
                     tiers_used.append(tier)
         ax.set_xscale("log")
-        _log_axis(ax.xaxis, [num(v) for v in d["latency_p50_ms"]])
+        log_axis(ax.xaxis, [num(v) for v in d["latency_p50_ms"]])
         ax.set_xlabel("latency p50 (ms)")
         ax.set_ylabel("accuracy (%)" if scale == 100.0 else "accuracy")
         ax.set_title(f"{fig_text(device)} · {desc}")
@@ -341,12 +192,12 @@ def _accuracy_vs_latency(
     ]
     fig.legend(handles=handles, loc="outside right upper")
     fig.suptitle(f"{suite}: accuracy vs latency")
-    return _finish(fig, "accuracy-vs-latency", "Accuracy vs latency",
+    return finish(fig, "accuracy-vs-latency", "Accuracy vs latency",
                    f"Accuracy (mean ± std over seeds) against median latency, {desc}; the step line per tier is its "
                    "Pareto front (no other model of the tier is both faster and more accurate).")  # fmt: skip
 
 
-def _peak_memory(pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite: str, desc: str) -> FigureFile | None:
+def _peak_memory(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suite: str, desc: str) -> FigureFile | None:
     if "peak_memory_mb" not in pts or not any(num(v) > 0 for v in pts["peak_memory_mb"]):
         return None
     devices = [d for d in devices_of(pts) if any(num(v) > 0 for v in pts[pts["device"] == d]["peak_memory_mb"])]
@@ -355,7 +206,7 @@ def _peak_memory(pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite: str,
     width = 0.8 / max(1, len(fams))
     # one row per device: nine families x three tiers side by side would not fit a page
     fig_w = min(13.0, max(6.0, 0.32 * len(tiers) * len(fams) + 2.5))
-    fig, axes = _new(1, fig_w, 3.4 * len(devices) + 0.4, nrows=len(devices))
+    fig, axes = new_figure(1, fig_w, 3.4 * len(devices) + 0.4, nrows=len(devices))
     for ax, device in zip(axes, devices, strict=True):
         d = pts[pts["device"] == device]
         vals = {(r.tier, r.family): num(r.peak_memory_mb) for r in d.itertuples()}
@@ -383,11 +234,11 @@ def _peak_memory(pts: pd.DataFrame, df: pd.DataFrame, style: _Style, suite: str,
 
     fig.legend(handles=[Patch(color=style.color[f], label=fig_text(f)) for f in fams], loc="outside right upper")
     fig.suptitle(f"{suite}: peak memory")
-    return _finish(fig, "peak-memory", "Peak memory",
+    return finish(fig, "peak-memory", "Peak memory",
                    f"Peak memory per model, {desc}; bars grouped by tier, colour = family.")  # fmt: skip
 
 
-def _scaling(df: pd.DataFrame, style: _Style, suite: str, analyses: Sequence[Mapping[str, Any]]) -> list[FigureFile]:
+def _scaling(df: pd.DataFrame, style: Style, suite: str, analyses: Sequence[Mapping[str, Any]]) -> list[FigureFile]:
     seq = df[[opt_int(v) is not None for v in df["seq_len"]]]
     sl = scaling_slice(seq) if len(seq) else seq
     if sl.empty or len({opt_int(v) for v in sl["seq_len"]}) < 2:
@@ -407,10 +258,10 @@ def _scaling(df: pd.DataFrame, style: _Style, suite: str, analyses: Sequence[Map
         many = len(models) > 6
         if many:  # one row per metric, legend beside it: long legends under narrow panels would collide
             ncol = 1 if len(models) <= 14 else 2
-            fig, axes = _new(1, 8.5 + 2.4 * ncol, max(3.2, 0.18 * math.ceil(len(models) / ncol) + 0.9) * len(metrics),
+            fig, axes = new_figure(1, 8.5 + 2.4 * ncol, max(3.2, 0.18 * math.ceil(len(models) / ncol) + 0.9) * len(metrics),
                              nrows=len(metrics))  # fmt: skip
         else:
-            fig, axes = _new(len(metrics), 4.4 * len(metrics), 3.6 + 0.2 * len(models))
+            fig, axes = new_figure(len(metrics), 4.4 * len(metrics), 3.6 + 0.2 * len(models))
         for ax, (metric, label) in zip(axes, metrics, strict=True):
             ys: list[float] = []
             for tier, family, model in models:
@@ -437,8 +288,8 @@ def _scaling(df: pd.DataFrame, style: _Style, suite: str, analyses: Sequence[Map
                         linestyle=style.line[tier], markersize=4, label=lab)  # fmt: skip
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
-            _log_axis(ax.xaxis, [], base=2)
-            _log_axis(ax.yaxis, ys)
+            log_axis(ax.xaxis, [], base=2)
+            log_axis(ax.yaxis, ys)
             ax.set_xlabel("sequence length T")
             ax.set_ylabel(_Y_LABELS.get(metric, metric))
             ax.set_title(f"{label} ∝ T^k")
@@ -449,7 +300,7 @@ def _scaling(df: pd.DataFrame, style: _Style, suite: str, analyses: Sequence[Map
         fig.suptitle(f"{suite}: scaling with sequence length · {fig_text(device)} · {fig_text(d['dtype'].iloc[0])} · "
                      f"batch {int(d['batch_size'].iloc[0])}")  # fmt: skip
         # the device comes from the file and goes into a file name: one safe component
-        out.append(_finish(fig, f"scaling-{safe_component(device)}", f"Scaling with sequence length ({fig_text(device)})",
+        out.append(finish(fig, f"scaling-{safe_component(device)}", f"Scaling with sequence length ({fig_text(device)})",
                            "Latency, peak memory and MACs against sequence length (log-log), one line per model; k in "
                            "the legend is the exponent of y ∝ T^k (from the run's analysis when stored, else fitted here)."))  # fmt: skip
     return out

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from bench.report.document import Report
 from bench.report.escape import csv_text as frame_csv
 from bench.report.escape import md_text, md_url, printable, tex_escape
-from bench.report.tables import Cell, Column, Table
+from bench.report.model import Cell, Column, Table
 
 __all__ = ["csv_text", "html_page", "latex", "markdown", "md_escape", "tex_escape"]
 

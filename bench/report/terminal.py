@@ -23,8 +23,9 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.report.escape import term
-from bench.report.tables import Table as ReportTable
-from bench.report.tables import build_tables, frame_from_records
+from bench.report.frames import frame_from_records
+from bench.report.main_table import build_tables
+from bench.report.model import Table as ReportTable
 from bench.spec import CellSpec
 from bench.validity import annotate_frame, stored_or_judged, summary_lines
 
@@ -93,7 +94,7 @@ class _EtaColumn(ProgressColumn):
 
 
 def rich_table(t: ReportTable) -> Table:
-    """A report table (``bench.report.tables``) as a rich table: best values bold green, footnote marks."""
+    """A report table (``bench.report.model.Table``) as a rich table: best values bold green, footnote marks."""
     # titles, headers (devices) and cells all hold names from the data: every string is escaped
     rt = Table(title=term(t.title), caption=term(t.caption) if t.caption else None, caption_justify="left")
     for h in t.label_headers:
@@ -117,15 +118,6 @@ def rich_table(t: ReportTable) -> Table:
     return rt
 
 
-def summary_tables(records: Iterable[Mapping[str, Any]], suite: str) -> list[Table]:
-    """The report's main tables for these records (one per dtype and mode), as rich tables.
-
-    Same pivot as the written reports (``bench.report.tables.build_tables``): row groups are tier,
-    sequence length and batch size; devices side by side; best value per group in bold green.
-    """
-    return [rich_table(t) for t in _report_tables(records)]
-
-
 def _report_tables(records: Iterable[Mapping[str, Any]]) -> list[ReportTable]:
     records = list(records)
     if not records:
@@ -134,7 +126,11 @@ def _report_tables(records: Iterable[Mapping[str, Any]]) -> list[ReportTable]:
 
 
 def print_summary(console: Console, records: Iterable[Mapping[str, Any]], suite: str) -> None:
-    """Print the summary tables, each followed by its footnotes (failed, timed-out and skipped cells)."""
+    """Print the summary tables, each followed by its footnotes (failed, timed-out and skipped cells).
+
+    Same pivot as the written reports (``bench.report.main_table.build_tables``): row groups are tier,
+    sequence length and batch size; devices side by side; best value per group in bold green.
+    """
     tables = _report_tables(records)
     for t in tables:
         console.print(rich_table(t))
