@@ -93,3 +93,17 @@ def test_report_paths_and_report_errors_print_literally(monkeypatch, tmp_path: P
     run_command._write_reports(folder / "run.json", folder, console)
     assert buf.getvalue() == (f"warning: reports not written: {folder}: cannot write "
                               f"(run `aigc-bench report {folder / 'run.json'}`)\n")  # fmt: skip
+
+
+def test_docs_say_where_reports_go_as_the_code_does() -> None:
+    """docs/reports.md lacked the folder names (``--out DIR`` -> ``DIR/reports/<suite>``) and the CSV's ``'``."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "reports.md").read_text(encoding="utf-8")
+    rows = {
+        "`aigc-bench run SUITE`": run_command.report_folder(None, None),
+        "`aigc-bench run SUITE --out DIR`": run_command.report_folder(Path("DIR"), None),
+        "`aigc-bench run SUITE --report-dir DIR`": run_command.report_folder(Path("DIR"), Path("DIR")),
+    }
+    for command, folder in rows.items():
+        prefix = "./" if not folder.is_absolute() and folder.parts[0] != "DIR" else ""
+        assert f"| {command} | `{prefix}{folder.as_posix()}/<suite>/`" in doc, command
+    assert "gets a `'` prefix" in doc and "`=`, `+`, `-` or `@`" in doc
