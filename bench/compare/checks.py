@@ -299,7 +299,9 @@ class SampledCheck(Check):
         if self.judging.env_changes:
             return ["latency not adjusted for machine speed: the environment changed, and the reference moves with it"]
         if not factors:
-            return ["latency not adjusted for machine speed: the runs carry no machine-speed reference of the same kind"]
+            return [
+                "latency not adjusted for machine speed: the runs carry no machine-speed reference of the same kind"
+            ]
         med = statistics.median(factors)
         how = "slower" if med > 1 else "faster"
         text = (f"machine speed: the reference ran {abs(med - 1):.1%} {how} in current (median of {len(factors)} "
