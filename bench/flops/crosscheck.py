@@ -26,7 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from bench.flops import _ops
-from bench.flops._counter import FlopCount, _DispatchCounter, _split_inputs, _Tally, count_flops, map_tensors
+from bench.flops._counter import _split_inputs, count_flops
+from bench.flops._dispatch import _DispatchCounter
+from bench.flops._meta import map_tensors
+from bench.flops._tally import FlopCount, _Tally
 
 log = logging.getLogger(__name__)
 
