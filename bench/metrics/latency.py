@@ -37,7 +37,7 @@ or 12.8-16.5 ms with 2,300-4,800. That, not the machine, made back-to-back runs 
 differ by 20-38% per cell, and it is why the runner times under ``steady``. Either way the regime is
 recorded (``malloc``, stored as ``latency_malloc``), and the caller's process is left as fast as it was.
 
-CPU blocks are timed with ``time.perf_counter``; CUDA blocks with a pair of
+CPU blocks are timed (:mod:`bench.metrics._timer`) with ``time.perf_counter``; CUDA blocks with a pair of
 ``torch.cuda.Event(enable_timing=True)`` after a ``torch.cuda.synchronize``, so the time is the
 GPU's. Python's garbage collector is paused inside each timed block, as ``timeit`` (and so
 ``torch.utils.benchmark``) does.
@@ -45,11 +45,9 @@ GPU's. Python's garbage collector is paused inside each timed block, as ``timeit
 
 from __future__ import annotations
 
-import gc
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -61,6 +59,7 @@ from bench.allocator import API_DEFAULT, check_regime, regime_of
 from bench.metrics import MetricContext
 from bench.metrics._malloc import timing_regime
 from bench.metrics._step import make_step, prepare, preserved_state
+from bench.metrics._timer import BlockTimer, _block_timer, _num_threads, _on_device
 from bench.registry import register_metric
 from bench.stats import UNSTEADY_SPEED_DRIFT, Summary
 
@@ -77,7 +76,6 @@ MAX_RUN_FACTOR = 5.0
 SPEED_REF_S = 0.2
 SPEED_REF_VERSION = 1
 
-BlockTimer = Callable[[Callable[[], Any], int], float]
 #: the clock that decides when warm-up and measurement end (a module global so tests can fake it).
 _now = time.perf_counter
 
@@ -320,73 +318,6 @@ def _measure(
         ):
             break
     return samples
-
-
-def _block_timer(device: torch.device) -> BlockTimer:
-    """A function ``(fn, number) -> seconds`` timing ``number`` back-to-back calls of ``fn``."""
-    if device.type == "cuda":
-        return _cuda_block_timer(device)
-    return _cpu_block_timer
-
-
-def _cpu_block_timer(fn: Callable[[], Any], number: int) -> float:
-    with _gc_paused():
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        return time.perf_counter() - t0
-
-
-def _cuda_block_timer(device: torch.device) -> BlockTimer:
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-
-    def timed(fn: Callable[[], Any], number: int) -> float:
-        with _gc_paused():
-            # Drain earlier work so the block's start event is not queued behind it.
-            torch.cuda.synchronize(device)
-            start.record()
-            for _ in range(number):
-                fn()
-            end.record()
-            torch.cuda.synchronize(device)
-        return start.elapsed_time(end) / 1e3  # elapsed_time is in ms
-
-    return timed
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-@contextmanager
-def _num_threads(threads: int | None) -> Iterator[int]:
-    """Set torch's intra-op thread count for the block, restore it after; yields the count in effect."""
-    before = torch.get_num_threads()
-    if threads is not None and threads != before:
-        torch.set_num_threads(threads)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
-@contextmanager
-def _on_device(device: torch.device) -> Iterator[None]:
-    """Make ``device`` current for CUDA (events and streams belong to the current device)."""
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            yield
-    else:
-        yield
 
 
 @register_metric("latency")
