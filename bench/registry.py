@@ -1,7 +1,8 @@
 """Registries: suites, metrics and input makers, looked up by name with close-match errors.
 
 A new suite is one file in ``suites/`` plus ``@register_suite``; a new metric is one file in
-``bench/metrics/`` plus ``@register_metric``; a new input kind is ``@register_inputs``.
+``bench/metrics/`` plus ``@register_metric`` (which declares its columns in the metric catalogue,
+``bench.catalogue``); a new input kind is ``@register_inputs``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 import pkgutil
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -38,6 +39,10 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> T:
         self._items[name] = obj
         return obj
+
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (a plug-in unloaded, a test cleaning up); unknown names are ignored."""
+        self._items.pop(name, None)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator form of :meth:`add`."""
@@ -115,9 +120,30 @@ def register_suite(name: str) -> Callable[[Callable[[], Any]], Callable[[], Any]
     return SUITES.register(name)
 
 
-def register_metric(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a metric function under ``name`` (used in a profile's ``metrics``)."""
-    return METRICS.register(name)
+def register_metric(
+    name: str, *, columns: Sequence[Any] = (), needs: Sequence[str] = (), order: float | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a metric function under ``name`` (used in a profile's ``metrics``) with its catalogue entry.
+
+    ``columns``: the ``bench.catalogue.Column`` s the function returns; ``needs``: columns of other metrics
+    it reads from ``ctx.results`` (the worker runs it after them); ``order``: its place among the metrics in
+    tables and the CSV (built-ins use 10-60; default after them). Returns the function unchanged.
+    """
+    from bench import catalogue
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        catalogue.declare(name, columns, needs, catalogue.DEFAULT_ORDER if order is None else order)
+        return METRICS.add(name, fn)
+
+    return deco
+
+
+def unregister_metric(name: str) -> None:
+    """Remove metric ``name`` and its catalogue entry (the inverse of ``register_metric``)."""
+    from bench import catalogue
+
+    METRICS.remove(name)
+    catalogue.forget(name)
 
 
 def register_inputs(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

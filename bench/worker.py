@@ -17,8 +17,11 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
+from bench.result import CellResult, Status, variant_dict
 from bench.spec import CellSpec
 
 log = logging.getLogger(__name__)
@@ -59,33 +62,13 @@ def check_dtype_supported(device: str, dtype_name: str) -> None:
         raise CellSkipped(f"{torch.cuda.get_device_name(0)} does not support bf16")
 
 
-def variant_record(cell: CellSpec) -> dict[str, Any]:
-    """The variant part of a record: how the model was built and how close it is to its tier."""
-    v = cell.variant
-    return {
-        "builder": v.builder,
-        "model_args": v.args,
-        "target_params": v.target_params,
-        "achieved_params": v.achieved_params,
-        "tolerance": v.tolerance,
-        "knob": v.knob,
-        "knob_value": v.knob_value,
-    }
+#: ``variant_record(cell)``: the variant part of a record (kept under its old name).
+variant_record = variant_dict
 
 
-def base_record(cell: CellSpec, status: str, error: str | None = None) -> dict[str, Any]:
-    """A record with no measurements yet (used for failures, timeouts and skips too)."""
-    return {
-        "key": cell.key.to_dict(),
-        "variant": variant_record(cell),
-        "status": status,
-        "error": error,
-        "metrics": {},
-        "samples": {},
-        "notes": [],
-        "started_at": None,
-        "duration_s": None,
-    }
+def base_record(cell: CellSpec, status: Status | str, error: str | None = None) -> dict[str, Any]:
+    """A record with no measurements yet (used for failures, timeouts and skips too), in its stored form."""
+    return CellResult.pending(cell, status, error).to_dict()
 
 
 #: ``report_metric(name, values, new_samples)``: one metric's values and the sample arrays it added.
@@ -95,77 +78,138 @@ MetricCallback = Callable[[str, dict[str, Any], dict[str, list[float]]], None]
 def measure_cell(
     cell: CellSpec, report_phase: Any = lambda phase: None, report_metric: MetricCallback | None = None
 ) -> dict[str, Any]:
+    """``measure_result`` in the stored form: the record the executors pass on and the store writes."""
+    return measure_result(cell, report_phase, report_metric).to_dict()
+
+
+def measure_result(
+    cell: CellSpec, report_phase: Any = lambda phase: None, report_metric: MetricCallback | None = None
+) -> CellResult:
     """Build the cell's model and run its profile's metrics in order; never raises.
 
-    A metric that fails marks the cell ``failed`` with a one-line error; the metrics measured
-    before it are kept. ``report_phase(name)`` is called before each metric (and by metrics that
-    report progress); ``report_metric`` after each, so a driver that must kill the cell later
-    still has them.
+    A metric runs after the metrics whose columns it needs (``bench.catalogue.run_order``) and sees their
+    values in ``ctx.results``; one whose needs were not measured is not run (a note says so). A metric
+    that fails marks the cell ``failed`` with a one-line error; the metrics measured before it are kept.
+    ``report_phase(name)`` is called before each metric (and by metrics that report progress);
+    ``report_metric`` after each, so a driver that must kill the cell later still has them.
     """
-    import torch
-
-    from bench.build import build_model
-    from bench.env import latency_load, load_1m
-    from bench.inputs import torch_dtype
-    from bench.metrics import MetricContext
-    from bench.registry import INPUTS, METRICS
     from bench.store import utc_now
     from bench.validity import verdict_metrics
 
     t0 = time.perf_counter()
-    rec = base_record(cell, "ok")
-    rec["started_at"] = utc_now()
-    # Import what building and measuring need (timm, fvcore, the suite's module) before reading the
-    # baseline, so that memory "above baseline" is the model's and the step's, not the libraries'.
+    started = utc_now()
+    baseline = _prepare_process(cell)
+    values: dict[str, Any] = {}
+    ctx = None
+    status, error, trace = Status.OK, None, None
+    phase = "build"
+    try:
+        ctx = _context(cell, report_phase, baseline)
+        ctx.results = MappingProxyType(values)  # a live, read-only view: each metric sees the earlier ones' values
+        sent: dict[str, int] = {}  # sample array -> length already reported
+        for name in _metric_order(cell):
+            phase = name
+            got = _run_metric(name, ctx, values, report_phase)
+            values.update(got)
+            if report_metric is not None:
+                report_metric(name, got, new_samples(ctx.samples, sent))
+    except CellSkipped as e:
+        status, error = Status.SKIPPED, str(e)
+    except Exception as e:  # noqa: BLE001 -- one cell's failure must never sink the run
+        if _unsupported_dtype(e):
+            status, error = Status.SKIPPED, f"{cell.key.dtype} on {cell.key.device}: {_one_line(e)}"
+        else:
+            status, error = Status.FAILED, f"{phase}: {type(e).__name__}: {_one_line(e)}"
+            trace = traceback.format_exc(limit=TRACEBACK_FRAMES)
+    # A skipped or failed cell keeps no samples or notes of its own (as before), only its metrics so far.
+    kept = ctx is not None and status is Status.OK
+    values.update(verdict_metrics(values))  # valid / invalid / unknown (bench.validity)
+    return replace(
+        CellResult.pending(cell, status, error),
+        metrics=values,
+        samples={k: [float(x) for x in v] for k, v in ctx.samples.items()} if kept else {},
+        notes=tuple(ctx.notes) if kept else (),
+        started_at=started,
+        duration_s=round(time.perf_counter() - t0, 3),
+        traceback=trace,
+    )
+
+
+def _prepare_process(cell: CellSpec) -> dict[str, Any]:
+    """Import what measuring needs, set the process up for the cell; the memory baseline (RSS) before building.
+
+    Imports (timm, the suite's module, every metric, everything the worker calls) come first, so that memory
+    "above baseline" is the model's and the step's, not the libraries'. The run's malloc regime holds for
+    the whole process; measurements restore to it (bench.metrics._malloc).
+    """
+    import timm  # noqa: F401
+    import torch
+
+    import bench.allocator
+    import bench.build
+    import bench.catalogue
+    import bench.env
+    import bench.inputs
+    import bench.metrics  # noqa: F401
+    from bench.metrics._malloc import apply_process_regime
+    from bench.registry import INPUTS, METRICS
+
     METRICS.names()
     INPUTS.names()
-    import timm  # noqa: F401
-
-    # The run's malloc regime holds for the whole process; measurements restore to it (bench.metrics._malloc).
-    from bench.allocator import metric_order
-    from bench.metrics._malloc import apply_process_regime
-
     apply_process_regime(cell.allocator)
-    baseline = {"rss_bytes": _rss_bytes()}
+    baseline: dict[str, Any] = {"rss_bytes": _rss_bytes()}
     if cell.threads:
         torch.set_num_threads(cell.threads)
     torch.manual_seed(0)
-    phase = "build"
-    try:
-        check_dtype_supported(cell.key.device, cell.key.dtype)
-        device = torch.device(cell.key.device)
-        dtype = torch_dtype(cell.key.dtype)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-            baseline["cuda_allocated_bytes"] = torch.cuda.memory_allocated()
-        report_phase("build")
-        model = build_model(cell.variant).to(device=device, dtype=dtype)
-        inputs = INPUTS.get(cell.input_kind)(cell, cell.key.batch_size, device, dtype)
-        ctx = MetricContext(cell=cell, model=model, inputs=inputs, device=device, dtype=dtype,
-                            report_phase=report_phase, baseline=baseline)  # fmt: skip
-        sent: dict[str, int] = {}  # sample array -> length already reported
-        for name in metric_order(cell.profile.metrics, cell.allocator):
-            phase = name
-            report_phase(name)
-            load = load_1m()  # the load around the latency measurement goes in its record (bench.validity)
-            got = dict(METRICS.get(name)(ctx))
-            got.update(latency_load(load) if name == "latency" else {})
-            rec["metrics"].update(got)
-            if report_metric is not None:
-                report_metric(name, got, new_samples(ctx.samples, sent))
-        rec["samples"] = {k: [float(x) for x in v] for k, v in ctx.samples.items()}
-        rec["notes"] = list(ctx.notes)
-    except CellSkipped as e:
-        rec.update(status="skipped", error=str(e))
-    except Exception as e:  # noqa: BLE001 -- one cell's failure must never sink the run
-        if _unsupported_dtype(e):
-            rec.update(status="skipped", error=f"{cell.key.dtype} on {cell.key.device}: {_one_line(e)}")
-        else:
-            rec.update(status="failed", error=f"{phase}: {type(e).__name__}: {_one_line(e)}")
-            rec["traceback"] = traceback.format_exc(limit=TRACEBACK_FRAMES)
-    rec["metrics"].update(verdict_metrics(rec["metrics"]))  # valid / invalid / unknown (bench.validity)
-    rec["duration_s"] = round(time.perf_counter() - t0, 3)
-    return rec
+    return baseline
+
+
+def _context(cell: CellSpec, report_phase: Any, baseline: dict[str, Any]) -> Any:
+    """Build the cell's model and inputs on its device and dtype: the context every metric sees."""
+    import torch
+
+    from bench.build import build_model
+    from bench.inputs import torch_dtype
+    from bench.metrics import MetricContext
+    from bench.registry import INPUTS
+
+    check_dtype_supported(cell.key.device, cell.key.dtype)
+    device = torch.device(cell.key.device)
+    dtype = torch_dtype(cell.key.dtype)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        baseline["cuda_allocated_bytes"] = torch.cuda.memory_allocated()
+    report_phase("build")
+    model = build_model(cell.variant).to(device=device, dtype=dtype)
+    inputs = INPUTS.get(cell.input_kind)(cell, cell.key.batch_size, device, dtype)
+    return MetricContext(cell=cell, model=model, inputs=inputs, device=device, dtype=dtype,
+                         report_phase=report_phase, baseline=baseline)  # fmt: skip
+
+
+def _metric_order(cell: CellSpec) -> list[str]:
+    """The profile's metrics in the order they run: the malloc regime's (``bench.allocator.metric_order``),
+    then each after the metrics it needs (``bench.catalogue.run_order``)."""
+    from bench.allocator import metric_order
+    from bench.catalogue import run_order
+
+    return run_order(metric_order(cell.profile.metrics, cell.allocator))
+
+
+def _run_metric(name: str, ctx: Any, values: Mapping[str, Any], report_phase: Any) -> dict[str, Any]:
+    """One metric's values; the latency metric's carry the machine load around it (bench.validity)."""
+    from bench.catalogue import missing_needs
+    from bench.env import latency_load, load_1m
+    from bench.registry import METRICS
+
+    missing = missing_needs(name, values)
+    if missing:
+        ctx.notes.append(f"{name}: not measured: it needs {', '.join(missing)}, which this cell did not measure")
+        return {}
+    report_phase(name)
+    load = load_1m()  # the load around the latency measurement goes in its record (bench.validity)
+    got = dict(METRICS.get(name)(ctx))
+    got.update(latency_load(load) if name == "latency" else {})
+    return got
 
 
 def _one_line(e: BaseException) -> str:

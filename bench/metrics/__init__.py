@@ -1,24 +1,30 @@
-"""Metrics: one file per metric, each a function ``(ctx: MetricContext) -> dict``.
+"""Metrics: one file per metric, each a function ``(ctx: MetricContext) -> dict`` registered with its columns.
 
 A metric returns plain values for the record's ``metrics`` mapping (names carry units:
-``latency_p50_ms``, ``peak_memory_mb``) and may put raw arrays under ``ctx.samples``. A metric
-never prints and never writes files.
+``latency_p50_ms``, ``peak_memory_mb``), declared as ``bench.catalogue.Column`` s where it is registered
+(``bench.registry.register_metric``), and may put raw arrays under ``ctx.samples``. A metric that needs
+another's values (a derived metric) names those columns (``needs``) and reads them from ``ctx.results``.
+A metric never prints and never writes files.
+
+This package imports no torch at import time, so reading the catalogue stays cheap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from bench.spec import CellSpec
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
 class MetricContext:
-    """What a metric sees: the built model, its inputs and the cell being measured."""
+    """What a metric sees: the built model, its inputs, the cell being measured and what was measured so far."""
 
     cell: CellSpec
     model: torch.nn.Module
@@ -32,3 +38,6 @@ class MetricContext:
     report_phase: Callable[[str], None] = lambda phase: None
     # Memory before the model was built (bytes of RSS on CPU), set by the worker.
     baseline: dict[str, float] = field(default_factory=dict)
+    # The values the cell's earlier metrics returned (read-only; the worker updates it after each metric):
+    # what a derived metric reads, e.g. ``ctx.results["macs"]`` (its ``needs`` run first).
+    results: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))

@@ -24,16 +24,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bench.catalogue import Column, Judge
 from bench.errors import UsageError
 from bench.metrics import MetricContext
 from bench.registry import register_metric
 from bench.spec import AccuracySpec, CellSpec, _thaw
 
+COLUMNS = (
+    # Judged in percentage points; a drop must also exceed the CI of the difference (bench.compare.checks).
+    Column("accuracy_mean", header="accuracy", scope="variant", better="higher", export=True,
+           judge=Judge("points", 1.0, name="accuracy", gating=True, unit="pt", order=5),
+           description="test accuracy, mean over seeds (a fraction; reports show percent)"),
+    Column("accuracy_std", scope="variant"),
+    Column("accuracy_ci95", scope="variant", description="half-width of the 95% t interval; null for one seed"),
+    Column("accuracy_seeds", scope="variant"),
+    Column("dataset", scope="variant"),
+    Column("train_budget", scope="variant"),
+    *(Column(name, scope="variant", csv=False) for name in (
+        "accuracy_chance", "test_loss_mean", "train_steps", "train_time_s", "train_cpu_s", "train_flops",
+        "accuracy_top1", "accuracy_top5", "eval_samples")),
+)  # fmt: skip
+
 #: seq2seq builders (``input_kind == "seq2seq"``) are not classifiers: the embedded tasks do not apply
 _NOT_CLASSIFIERS = ("seq2seq",)
 
 
-@register_metric("accuracy")
+@register_metric("accuracy", columns=COLUMNS, order=50)
 def accuracy_metric(ctx: MetricContext) -> dict[str, Any]:
     """Train-and-test accuracy on the profile's task (accuracy tiers), or checkpoint accuracy on ``--data``."""
     cell = ctx.cell

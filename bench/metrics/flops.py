@@ -9,11 +9,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.catalogue import Column, Judge
 from bench.metrics import MetricContext
 from bench.registry import register_metric
 
+COLUMNS = (
+    # Exact counts: any change regresses, in either direction (the baseline must be re-saved on purpose).
+    Column("macs", header="MACs/sample", scope="variant", better="lower", judge=Judge("exact", 0.0, gating=True, order=3),
+           frame=True, export=True, description="multiply-accumulates of the forward pass (whole batch)"),
+    Column("flops", frame=True, export=True, description="2 x macs"),
+    Column("other_flops", description="normalisation, activation and other elementwise work"),
+    Column("macs_flagged", description="ops without a formula, or fvcore / FlopCounterMode more than 1% away"),
+    Column("fvcore_macs"),
+    Column("fcm_macs", description="torch FlopCounterMode's count"),
+    Column("fvcore_diff_pct"),
+    Column("fcm_diff_pct"),
+    Column("flop_method", csv=False),
+    Column("uncounted_ops", csv=False),
+    Column("flop_convention", csv=False),
+    Column("fvcore_missed", csv=False),
+    Column("fcm_missed", csv=False),
+    Column("crosscheck_note", csv=False),
+)  # fmt: skip
 
-@register_metric("flops")
+
+@register_metric("flops", columns=COLUMNS, order=20)
 def flops_metric(ctx: MetricContext) -> dict[str, Any]:
     """MACs, FLOPs (= 2 x MACs), other FLOPs, what could not be counted and the crosscheck.
 

@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from bench.allocator import API_DEFAULT, check_regime, regime_of
+from bench.catalogue import Column, Judge
 from bench.metrics import MetricContext
 from bench.metrics._malloc import timing_regime
 from bench.metrics._step import make_step, prepare, preserved_state
@@ -78,6 +79,26 @@ SPEED_REF_VERSION = 1
 
 #: the clock that decides when warm-up and measurement end (a module global so tests can fake it).
 _now = time.perf_counter
+
+COLUMNS = (
+    # Judged on the raw samples (Mann-Whitney U + bootstrap CI), relative to the machine-speed reference.
+    Column("latency_p50_ms", unit="ms", header="p50 (ms)", better="lower", clock=True, frame=True, export=True,
+           judge=Judge("sampled", 5.0, name="latency", gating=True, samples="latency_ms", order=1)),
+    Column("latency_p90_ms", unit="ms", header="p90 (ms)", better="lower", clock=True, frame=True),
+    Column("latency_p99_ms", unit="ms", clock=True, frame=True),
+    *(Column(name, unit="ms", clock=True) for name in ("latency_mean_ms", "latency_std_ms", "latency_iqr_ms")),
+    Column("latency_n", description="timed samples"),
+    Column("throughput", unit="1/s", header="samples/s", better="higher", clock=True, frame=True, export=True,
+           description="samples (or sequences) per second at the median latency"),
+    Column("tokens_per_s", unit="1/s", header="tokens/s", better="higher", clock=True, replaces="throughput",
+           description="sequence cells: batch x seq_len per second at the median latency"),
+    *(Column(name, csv=False) for name in (
+        "latency_noisy", "latency_number_per_sample", "latency_warmup_iters", "latency_threads", "latency_malloc",
+        "speed_ref_ms", "speed_ref_drift", "speed_ref_kind",
+        # added by the worker around the measurement, and the verdict on it (bench.env, bench.validity)
+        "load_1m_before", "load_1m_after", "load_cpus", "load_cpus_total", "latency_validity",
+        "latency_validity_reasons")),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -320,7 +341,7 @@ def _measure(
     return samples
 
 
-@register_metric("latency")
+@register_metric("latency", columns=COLUMNS, order=30)
 def latency_metric(ctx: MetricContext) -> dict[str, Any]:
     """Latency statistics and throughput of the cell's model; raw samples go to ``ctx.samples``."""
     ctx.report_phase("latency")

@@ -14,11 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.catalogue import Column
 from bench.metrics import MetricContext
 from bench.registry import register_metric
 
+COLUMNS = tuple(
+    Column(name, csv=False)
+    for name in ("tokens", "macs_per_token", "backbone_params", "backbone_macs", "backbone_macs_per_token")
+)
 
-@register_metric("seq")
+
+@register_metric("seq", columns=COLUMNS, order=60)
 def seq_metric(ctx: MetricContext) -> dict[str, Any]:
     """Tokens per call, MACs per token, and the backbone's parameters and MACs (see the module docstring)."""
     from bench.flops import count_flops
