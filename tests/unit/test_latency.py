@@ -287,6 +287,8 @@ _FAULTS_SCRIPT = """
 import resource, torch
 from bench.metrics._malloc import steady_malloc
 
+torch.set_num_threads(1)  # one malloc arena: intra-op threads have their own, which a loaded machine reshuffles
+
 def step():  # a 24 MiB activation, touched: larger than anything this fresh process holds in its heap
     return torch.ones(6 << 20).sum().item()
 
@@ -298,8 +300,8 @@ def faults_per_call(calls=10):
 
 churn = faults_per_call()  # MALLOC_MMAP_THRESHOLD_=131072: every 24 MiB block is mapped and faulted in afresh
 with steady_malloc() as how:
-    step()  # the heap grows (in some address-space layouts glibc only settles on the second call)
-    step()
+    for _ in range(3):  # the heap grows (in some address-space layouts glibc only settles on a later call)
+        step()
     steady = faults_per_call()
 print(how, churn, steady)
 """
