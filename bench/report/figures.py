@@ -17,11 +17,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from bench.numbers import percent_scale
 from bench.report.escape import printable, safe_component
 from bench.report.formatting import fmt_sig, num, opt_int
 from bench.report.frames import devices_of, prepare, scaling_slice
 from bench.report.plotting import RC, FigureFile, Style, fig_text, finish, log_axis, new_figure
 from bench.report.scaling_tables import SCALING_METRICS, analysis_entry, fit_exponent
+from bench.result import Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,7 +131,7 @@ def _accuracy(df: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float, float
     out: dict[tuple[str, str, str], tuple[float, float]] = {}
     if "accuracy_mean" not in df:
         return out
-    for r in df[df["status"] == "ok"].to_dict("records"):
+    for r in df[df["status"] == Status.OK.value].to_dict("records"):
         m = num(r.get("accuracy_mean"))
         if math.isfinite(m):
             out.setdefault((r["tier"], r["family"], r["model"]), (m, num(r.get("accuracy_std"))))
@@ -151,7 +153,7 @@ def _accuracy_vs_latency(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suit
     acc = _accuracy(df)
     if not acc or pts.empty:
         return None
-    scale = 100.0 if max(abs(m) for m, _ in acc.values()) <= 1.0 else 1.0
+    scale = percent_scale(m for m, _ in acc.values())  # stored as fractions: shown in percent
     devices = [
         d
         for d in devices_of(pts)

@@ -10,15 +10,13 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from bench.numbers import finite
+
 
 def num(value: Any) -> float:
-    """``value`` as a float; NaN for None, strings, booleans and anything else that is not a number."""
-    if isinstance(value, bool) or value is None:
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+    """``value`` as a float; NaN for None, strings, booleans and anything else that is not a finite number."""
+    v = finite(value)
+    return math.nan if v is None else v
 
 
 def opt_int(value: Any) -> int | None:

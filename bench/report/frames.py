@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.report.formatting import opt_int
+from bench.result import KEY_FIELDS, Status, key_of_row
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from bench.spec import Suite
 
-#: the fields that identify one cell (``bench.spec.CellKey``)
-KEY = ("suite", "tier", "family", "model", "device", "dtype", "batch_size", "input_shape", "seq_len", "mode")
+#: the fields that identify one cell (``bench.spec.CellKey``; ``bench.result.KEY_FIELDS``)
+KEY = KEY_FIELDS
 
 DEVICE_ORDER = {"cpu": 0, "cuda": 1}
 #: reference family of suites this process does not know (old files, suites from elsewhere): vision, sequence
@@ -45,7 +46,7 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
 
     Run ids start with the run's UTC start time, so sorting by them puts later runs last; when
     several runs measured the same cell (a rerun, an overlapping shard) the latest one is shown.
-    Adds ``_cell`` (the cell id), ``_T`` (seq_len as int or None), ``_tier_rank`` and ``_family_rank``
+    Adds ``_cell`` (the cell id, ``CellKey.id``), ``_T`` (seq_len as int or None), ``_tier_rank`` and ``_family_rank``
     (order of first appearance, i.e. the suite's order).
     """
     import pandas as pd
@@ -58,10 +59,7 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     df["run_id"] = df["run_id"].fillna("").astype(str) if "run_id" in df else ""
     df = df.sort_values("run_id", kind="stable").reset_index(drop=True)
     df["_T"] = pd.Series([opt_int(v) for v in df["seq_len"]], index=df.index, dtype=object)
-    df["_cell"] = [
-        "/".join(str(x) for x in (*k[:6], int(k[6]), "x".join(map(str, k[7] or ())), T, k[9]))
-        for *k, T in zip(*(df[c] for c in KEY), df["_T"], strict=True)
-    ]
+    df["_cell"] = [key_of_row(dict(zip(KEY, k, strict=True))).id for k in zip(*(df[c] for c in KEY), strict=True)]
     df = df.drop_duplicates("_cell", keep="last").reset_index(drop=True)
     tier_rank: dict[tuple[str, str], int] = {}
     fam_rank: dict[tuple[str, str], int] = {}
@@ -106,7 +104,7 @@ def devices_of(frame: pd.DataFrame) -> list[str]:
 
 def scaling_slice(frame: pd.DataFrame) -> pd.DataFrame:
     """The cells a scaling fit uses: ok, inference (if any), the first dtype, the smallest batch size."""
-    df = frame[frame["status"] == "ok"]
+    df = frame[frame["status"] == Status.OK.value]
     if df.empty:
         return df
     if (df["mode"] == "infer").any():

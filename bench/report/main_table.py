@@ -2,20 +2,28 @@
 
 Layout of a suite's main table (one per dtype and mode): row groups are (tier, sequence length, batch
 size), so every comparison inside a group is between models of matched size measured the same way;
-rows are families; columns are static (params, MACs, accuracy) then one group per device (latency
-p50/p90, throughput, peak memory, ratio to the reference family), then the CUDA speed-up.
+rows are families; columns are the metric catalogue's (``bench.catalogue``: those with a report header,
+in catalogue order): the variant-scope ones first (params, MACs, accuracy), then one group per device of
+the cell-scope ones (latency p50/p90, throughput, peak memory) and the ratio to the reference family,
+then the CUDA speed-up. A column no cell measured is left out. Three built-in columns are shown with
+more than their number (``_VARIANT_CELLS``): params with a unit prefix, MACs per sample with the other
+counters when flagged, accuracy as mean ± std in percent.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bench import catalogue
+from bench.catalogue import Column as MetricColumn
+from bench.numbers import percent_scale
 from bench.report.formatting import fmt_sig, num, unit_prefix
 from bench.report.frames import default_reference, devices_of, is_seq, prepare
 from bench.report.model import Cell, Column, Notes, Row, RowGroup, Table
+from bench.result import Status
 from bench.validity import invalid_flag
 
 if TYPE_CHECKING:
@@ -54,15 +62,6 @@ def flagged_macs(row: Mapping[str, Any]) -> list[tuple[str, float]]:
     return apart or ([(n, v) for n, v, _ in theirs] if flagged else [])
 
 
-@dataclass(frozen=True)
-class _Spec:
-    """A per-device metric column."""
-
-    metric: str
-    header: str
-    better: str | None
-
-
 def _where(tier: str, model: str, device: str, batch: int, seq: int | None) -> str:
     return f"{tier}/{model} {device} b{batch}" + (f" T={seq}" if seq is not None else "")
 
@@ -96,8 +95,8 @@ def _mark_best(cells: list[list[Cell]], columns: Sequence[Column]) -> list[list[
 
 
 def _accuracy_scale(frame: pd.DataFrame) -> tuple[float, str]:
-    vals = [abs(num(v)) for v in frame.get("accuracy_mean", []) if math.isfinite(num(v))]
-    return (100.0, "accuracy (%)") if vals and max(vals) <= 1.0 else (1.0, "accuracy")
+    scale = percent_scale(frame.get("accuracy_mean", []))  # stored as a fraction: shown in percent
+    return (scale, "accuracy (%)") if scale == 100.0 else (scale, "accuracy")
 
 
 def build_tables(frame: pd.DataFrame, reference_family: str | None = None) -> list[Table]:
@@ -136,7 +135,7 @@ def _main_table(sdf: pd.DataFrame, sl: pd.DataFrame, suite: str, dtype: str, mod
     devices = devices_of(sl)
     seq = is_seq(sl)
     notes = Notes()
-    columns, dev_specs, scales = _columns(rows, suite_rows, devices, seq, ref, _accuracy_scale(sdf))
+    columns, static, dev_specs, scales = _columns(rows, suite_rows, devices, ref, _accuracy_scale(sdf))
     keys = {c.key for c in columns}
     by_cell = {(r["tier"], r["_T"], int(r["batch_size"]), r["family"], r["model"], r["device"]): r for r in rows}
     groups = sorted({(r["_tier_rank"], r["tier"], r["_T"], int(r["batch_size"])) for r in rows},
@@ -148,14 +147,9 @@ def _main_table(sdf: pd.DataFrame, sl: pd.DataFrame, suite: str, dtype: str, mod
         cells: list[list[Cell]] = []
         for _fr, family, model in models:
             mine = [r for r in suite_rows if r["tier"] == tier and r["model"] == model and r["family"] == family]
-            ok = [r for r in mine if r["status"] == "ok"]
-            same_len = [r for r in ok if r["_T"] == T]
-            row = [_params_cell(ok, mine, scales)]
-            if "macs" in keys:  # prefer this table's dtype and mode; MACs do not depend on the device or batch
-                row.append(_macs_cell([r for r in same_len if r["dtype"] == dtype and r["mode"] == mode] + same_len,
-                                      scales, notes))  # fmt: skip
-            if "accuracy" in keys:
-                row.append(_accuracy_cell(same_len + ok, scales))
+            ok = [r for r in mine if r["status"] == Status.OK]
+            rows_of = _ModelRows(mine, ok, [r for r in ok if r["_T"] == T], dtype, mode)
+            row = [cell(name, rows_of, scales, notes) for name, cell in static]
             for d in devices:
                 rec = by_cell.get((tier, T, batch, family, model, d))
                 row += _device_cells(rec, dev_specs[d], notes, _where(tier, model, d, batch, T))
@@ -182,53 +176,82 @@ def _columns(
     rows: Sequence[Mapping[str, Any]],
     suite_rows: Sequence[Mapping[str, Any]],
     devices: Sequence[str],
-    seq: bool,
     ref: str | None,
     accuracy: tuple[float, str],
-) -> tuple[list[Column], dict[str, list[_Spec]], _Scales]:
-    """The table's columns (leaving out metrics no cell measured), per-device specs and unit scales."""
+) -> tuple[list[Column], list[tuple[str, _CellFn]], dict[str, list[MetricColumn]], _Scales]:
+    """The table's columns (leaving out metrics no cell measured), the variant columns' cell functions (by
+    catalogue name), the per-device metric columns and the unit scales."""
 
-    def has(metric: str, device: str | None = None) -> bool:
-        return any(math.isfinite(num(r.get(metric))) for r in rows if device is None or r["device"] == device)
+    def has(metric: str, device: str | None = None, among: Sequence[Mapping[str, Any]] = rows) -> bool:
+        return any(math.isfinite(num(r.get(metric))) for r in among if device is None or r["device"] == device)
 
     p_scale, p_prefix = unit_prefix([num(r.get("params")) for r in suite_rows])
     m_scale, m_prefix = unit_prefix([num(r.get("macs")) / num(r.get("batch_size")) for r in rows])
     seeds = frozenset(
         int(num(r.get("accuracy_seeds"))) for r in suite_rows if math.isfinite(num(r.get("accuracy_seeds")))
     )
-    columns = [Column("params", f"params ({p_prefix})")]
-    if has("macs"):
-        columns.append(Column("macs", f"{m_prefix}MACs/sample", better="lower"))
-    if any(math.isfinite(num(r.get("accuracy_mean"))) for r in suite_rows):
-        columns.append(Column("accuracy", accuracy[1], better="higher"))
-    thr = (
-        _Spec("tokens_per_s", "tokens/s", "higher")
-        if seq and has("tokens_per_s")
-        else _Spec("throughput", "samples/s", "higher")
-    )
-    specs = [_Spec("latency_p50_ms", "p50 (ms)", "lower"), _Spec("latency_p90_ms", "p90 (ms)", "lower"), thr,
-             _Spec("peak_memory_mb", "peak mem (MB)", "lower")]  # fmt: skip
-    dev_specs: dict[str, list[_Spec]] = {}
+    headers = {"params": f"params ({p_prefix})", "macs": f"{m_prefix}MACs/sample", "accuracy_mean": accuracy[1]}
+    columns: list[Column] = []
+    static: list[tuple[str, _CellFn]] = []
+    for c in catalogue.table_columns("variant"):
+        key, cell = _VARIANT_CELLS.get(c.name, (c.name, _first_cell))
+        # params always (the sizing solver's count stands in); MACs when this table has them; the others when
+        # any cell of the suite has them (accuracy is measured in one cell per variant)
+        if c.name == "params" or has(c.name, among=rows if c.name == "macs" else suite_rows):
+            columns.append(Column(key, headers.get(c.name, c.header or c.name), better=c.better))
+            static.append((c.name, cell))
+    specs = _device_specs(catalogue.table_columns("cell"), has)
+    dev_specs: dict[str, list[MetricColumn]] = {}
     for d in devices:
-        dev_specs[d] = [s for s in specs if s.metric == "latency_p50_ms" or has(s.metric, d)]
-        columns += [Column(f"{d}:{s.metric}", s.header, d, s.better) for s in dev_specs[d]]
+        # the first column (p50) always: a cell that did not end ok shows its status there
+        dev_specs[d] = [s for i, s in enumerate(specs) if i == 0 or has(s.name, d)]
+        columns += [Column(f"{d}:{s.name}", s.header or s.name, d, s.better) for s in dev_specs[d]]
         if ref is not None and has("latency_p50_ms", d):
             columns.append(Column(f"{d}:ratio", f"vs {ref}", d))
     if "cpu" in devices and "cuda" in devices:
         columns.append(Column("speedup", "CUDA speed-up", better="higher"))
-    return columns, dev_specs, _Scales(p_scale, m_scale, accuracy[0], seeds)
+    return columns, static, dev_specs, _Scales(p_scale, m_scale, accuracy[0], seeds)
 
 
-def _params_cell(ok: Sequence[Mapping[str, Any]], mine: Sequence[Mapping[str, Any]], scales: _Scales) -> Cell:
+def _device_specs(declared: Sequence[MetricColumn], has: Any) -> list[MetricColumn]:
+    """The per-device columns: a column that ``replaces`` another takes its place when the table has values
+    for it (tokens/s for samples/s in sequence suites), and is left out otherwise."""
+    replacing = {c.replaces: c for c in declared if c.replaces and has(c.name)}
+    return [replacing.get(c.name, c) for c in declared if not c.replaces]
+
+
+@dataclass(frozen=True)
+class _ModelRows:
+    """One model's rows for a row of the table: all of its suite's, the ok ones, the ok ones of this length."""
+
+    mine: Sequence[Mapping[str, Any]]
+    ok: Sequence[Mapping[str, Any]]
+    same_len: Sequence[Mapping[str, Any]]
+    dtype: str
+    mode: str
+
+
+#: ``cell(column name, the model's rows, scales, notes)`` -> the model's cell in a variant column
+_CellFn = Callable[[str, _ModelRows, _Scales, Notes], Cell]
+
+
+def _first_cell(name: str, m: _ModelRows, scales: _Scales, notes: Notes) -> Cell:
+    """A variant column's value: the first measured, at this length first."""
+    v, src = _first([*m.same_len, *m.ok], name)
+    return Cell() if src is None else Cell(fmt_sig(v), v)
+
+
+def _params_cell(name: str, m: _ModelRows, scales: _Scales, notes: Notes) -> Cell:
     # measured, else the sizing solver's count: a model whose every cell failed still has one
-    v, _ = _first(ok, "params")
+    v, _ = _first(m.ok, "params")
     if not math.isfinite(v):
-        v, _ = _first(mine, "achieved_params")
+        v, _ = _first(m.mine, "achieved_params")
     return Cell(fmt_sig(v / scales.params), v / scales.params)
 
 
-def _macs_cell(candidates: Sequence[Mapping[str, Any]], scales: _Scales, notes: Notes) -> Cell:
-    v, src = _first(candidates, "macs")
+def _macs_cell(name: str, m: _ModelRows, scales: _Scales, notes: Notes) -> Cell:
+    # prefer this table's dtype and mode; MACs do not depend on the device or batch
+    v, src = _first([r for r in m.same_len if r["dtype"] == m.dtype and r["mode"] == m.mode] + list(m.same_len), "macs")
     if src is None:
         return Cell()
     per_sample = scales.macs * int(src["batch_size"])
@@ -242,8 +265,8 @@ def _macs_cell(candidates: Sequence[Mapping[str, Any]], scales: _Scales, notes: 
     return Cell(text, v / per_sample, notes=(n,))
 
 
-def _accuracy_cell(candidates: Sequence[Mapping[str, Any]], scales: _Scales) -> Cell:
-    v, src = _first(candidates, "accuracy_mean")
+def _accuracy_cell(name: str, m: _ModelRows, scales: _Scales, notes: Notes) -> Cell:
+    v, src = _first([*m.same_len, *m.ok], "accuracy_mean")
     if src is None:
         return Cell()
     text = fmt_sig(v * scales.accuracy)
@@ -256,10 +279,18 @@ def _accuracy_cell(candidates: Sequence[Mapping[str, Any]], scales: _Scales) -> 
     return Cell(text, v * scales.accuracy)
 
 
+#: variant columns shown with more than their number: catalogue name -> (table column key, cell function)
+_VARIANT_CELLS: dict[str, tuple[str, _CellFn]] = {
+    "params": ("params", _params_cell),
+    "macs": ("macs", _macs_cell),
+    "accuracy_mean": ("accuracy", _accuracy_cell),
+}
+
+
 def _p50_ratio(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> Cell:
     """``a``'s p50 over ``b``'s as ``1.80×``, when both cells are ok (ratio to the reference; CUDA speed-up)."""
-    pa = num(a.get("latency_p50_ms")) if a and a["status"] == "ok" else math.nan
-    pb = num(b.get("latency_p50_ms")) if b and b["status"] == "ok" else math.nan
+    pa = num(a.get("latency_p50_ms")) if a and a["status"] == Status.OK else math.nan
+    pb = num(b.get("latency_p50_ms")) if b and b["status"] == Status.OK else math.nan
     ratio = pa / pb if pb > 0 else math.nan
     return Cell(f"{fmt_sig(ratio)}×", ratio) if math.isfinite(ratio) else Cell()
 
@@ -279,25 +310,22 @@ def _caption(sdf: pd.DataFrame, seq: bool, ref: str | None, speedup: bool, acc: 
     return " ".join(out)
 
 
-#: columns measured by the clock, which an INVALID latency verdict (machine load, noise...) invalidates
-_TIMED = frozenset({"latency_p50_ms", "latency_p90_ms", "throughput", "tokens_per_s"})
-
-
-def _device_cells(rec: Mapping[str, Any] | None, specs: Sequence[_Spec], notes: Notes, where: str) -> list[Cell]:
+def _device_cells(rec: Mapping[str, Any] | None, specs: Sequence[MetricColumn], notes: Notes, where: str) -> list[Cell]:
     """A device's cells for one model: values, or the status (with the error as a footnote) in the p50 column."""
     if rec is None:
         return [Cell(status="missing") for _ in specs]
-    if rec["status"] != "ok":
+    if rec["status"] != Status.OK:
         err = (str(rec.get("error") or "").strip().splitlines() or ["no error message"])[0]
         n = notes.add(f"{rec['status']}: {err}", where)
         return [Cell(str(rec["status"]), notes=(n,), status=str(rec["status"]))] + [Cell(status="missing")] * (
             len(specs) - 1
         )
-    cells = [Cell(fmt_sig(num(rec.get(s.metric))), num(rec.get(s.metric))) for s in specs]
+    cells = [Cell(fmt_sig(num(rec.get(s.name))), num(rec.get(s.name))) for s in specs]
     if (flag := invalid_flag(rec)) is not None:  # an INVALID latency (bench.validity): flagged, never "best"
-        # Only the timing columns: peak memory is measured by the allocator, not the clock, and stays valid.
+        # Only the columns the clock measured (bench.catalogue.timed): peak memory is measured by the allocator,
+        # not the clock, and stays valid.
         cells = [
-            Cell(c.text, c.value, status="invalid") if s.metric in _TIMED else c
+            Cell(c.text, c.value, status="invalid") if catalogue.timed(s.name) else c
             for c, s in zip(cells, specs, strict=True)
         ]
         cells[0] = Cell(cells[0].text + flag[0], cells[0].value, notes=(notes.add(flag[1], where),), status="invalid")

@@ -12,9 +12,14 @@ The code lives in one module per seam:
 - ``main_table``: the main pivot (one table per suite, dtype and mode);
 - ``scaling_tables``: exponents and crossovers with sequence length;
 - ``tidy``: the tidy CSV.
+
+Which metric columns the tables and the CSV show, and how, is read from the metric catalogue
+(``bench.catalogue``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from bench.report.formatting import fmt_sig, num, opt_int, unit_prefix
 from bench.report.frames import (
@@ -30,16 +35,16 @@ from bench.report.frames import (
 from bench.report.main_table import FLAG_DIFF_PCT, FLOP_CONVENTION, build_tables, flagged_macs
 from bench.report.model import Cell, Column, Row, RowGroup, Table
 from bench.report.scaling_tables import SCALING_METRICS, RunAnalysis, analysis_entry, fit_exponent, scaling_tables
-from bench.report.tidy import TIDY_FIRST, TIDY_LAST, TIDY_METRICS, tidy_frame
+from bench.report.tidy import TIDY_ALWAYS, TIDY_FIRST, TIDY_LAST, tidy_frame, tidy_metrics
 
 __all__ = [
     "FLAG_DIFF_PCT",
     "FLOP_CONVENTION",
     "KEY",
     "SCALING_METRICS",
+    "TIDY_ALWAYS",
     "TIDY_FIRST",
     "TIDY_LAST",
-    "TIDY_METRICS",
     "Cell",
     "Column",
     "Row",
@@ -62,5 +67,12 @@ __all__ = [
     "scaling_slice",
     "scaling_tables",
     "tidy_frame",
+    "tidy_metrics",
     "unit_prefix",
 ]
+
+
+def __getattr__(name: str) -> Any:  # ``TIDY_METRICS`` is read from the metric catalogue when asked for
+    if name == "TIDY_METRICS":
+        return tidy_metrics()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,6 +26,7 @@ from bench.report.escape import term
 from bench.report.frames import frame_from_records
 from bench.report.main_table import build_tables
 from bench.report.model import Table as ReportTable
+from bench.result import Status
 from bench.spec import CellSpec
 from bench.validity import annotate_frame, stored_or_judged, summary_lines
 
@@ -69,13 +70,13 @@ class ProgressView:
         elif event == "phase":
             self.progress.update(self.task, description=f"{label} · {term(payload)}")
         elif event == "done":
-            status = payload["status"]
-            if status in ("failed", "timeout"):
+            status = Status(payload["status"])
+            if status.broken:
                 self.failed += 1
                 self.progress.console.print(f"[red]{status}[/red] {label}: {term(payload.get('error'))}")
-            elif status == "skipped":
+            elif status is Status.SKIPPED:
                 self.progress.console.print(f"[yellow]skipped[/yellow] {label}: {term(payload.get('error'))}")
-            self.progress.update(self.task, advance=1, description=f"{label} · {term(status)}")
+            self.progress.update(self.task, advance=1, description=f"{label} · {term(status.value)}")
 
 
 class _EtaColumn(ProgressColumn):

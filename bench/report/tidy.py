@@ -14,17 +14,27 @@ from bench.report.frames import DEVICE_ORDER, KEY
 if TYPE_CHECKING:
     import pandas as pd
 
-#: tidy CSV columns, in this order when present (key and status always); other metrics follow sorted
+#: tidy CSV columns, in this order when present (key and status always); then the metric catalogue's leading
+#: columns (``tidy_metrics``), then the other metrics sorted by name, then ``TIDY_LAST``
 TIDY_FIRST = KEY + ("status", "error")
-TIDY_METRICS = (
-    "params", "macs", "flops", "other_flops", "macs_flagged", "fvcore_macs", "fcm_macs", "fvcore_diff_pct", "fcm_diff_pct",
-    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms", "latency_iqr_ms", "latency_n",
-    "throughput", "tokens_per_s", "peak_memory_mb", "weights_mb", "activations_mb",
-    "accuracy_mean", "accuracy_std", "accuracy_ci95", "accuracy_seeds", "dataset", "train_budget",
-)  # fmt: skip
+#: metric columns the CSV has even when no cell measured them: the model's size
+TIDY_ALWAYS = ("params", "macs")
 TIDY_LAST = ("notes", "builder", "target_params", "achieved_params", "profile", "suite_hash", "run_id", "host")
 #: never exported: raw sample lists (kept in the run file) and machine-local paths
 _TIDY_DROP = ("path",)
+
+
+def tidy_metrics() -> tuple[str, ...]:
+    """The CSV's leading metric columns, in order: the catalogue's (``bench.catalogue.csv_columns``)."""
+    from bench.catalogue import csv_columns
+
+    return csv_columns()
+
+
+def __getattr__(name: str) -> Any:  # ``TIDY_METRICS``, as this module had it: now read from the catalogue
+    if name == "TIDY_METRICS":
+        return tidy_metrics()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -35,8 +45,9 @@ def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """
     import pandas as pd
 
+    leading = tidy_metrics()
     if frame.empty:
-        return pd.DataFrame(columns=list(TIDY_FIRST + TIDY_METRICS[:2] + TIDY_LAST))
+        return pd.DataFrame(columns=list(TIDY_FIRST + TIDY_ALWAYS + TIDY_LAST))
     df = frame.copy()
     df["run_id"] = df["run_id"].fillna("").astype(str)
     df = df.sort_values("run_id", kind="stable").reset_index(drop=True)
@@ -53,7 +64,8 @@ def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
     df["batch_size"] = df["batch_size"].astype("int64")
     skip = set(_TIDY_DROP) | {c for c in df.columns if c.startswith("_") or c.endswith("_samples")}
     present = [c for c in df.columns if c not in skip]
-    first = list(TIDY_FIRST) + [c for c in TIDY_METRICS if c in present or c in ("params", "macs")]
+    first = list(TIDY_FIRST) + [c for c in (*TIDY_ALWAYS, *leading) if c in present or c in TIDY_ALWAYS]
+    first = list(dict.fromkeys(first))
     last = [c for c in TIDY_LAST if c in present or c == "run_id"]
     extra = sorted(c for c in present if c not in first and c not in last)
     for c in first + last:
