@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch  # annotations only: torch is imported where it is used (the catalogue reads this module)
 
 #: learning rate of the training step's optimizer; the value does not change the cost of a step.
 TRAIN_LR = 1e-4
@@ -30,6 +31,8 @@ def scalar_loss(output: Any) -> torch.Tensor:
     A stand-in loss: it touches every output, so backward runs through the whole graph, and its own
     cost (one reduction per output) is negligible next to the model's.
     """
+    import torch
+
     terms = [t.float().mean() for t in _float_tensors(output)]
     if not terms:
         raise ValueError(f"model output ({type(output).__name__}) holds no floating-point tensor to build a loss from")
@@ -37,6 +40,8 @@ def scalar_loss(output: Any) -> torch.Tensor:
 
 
 def _float_tensors(x: Any) -> list[torch.Tensor]:
+    import torch
+
     if isinstance(x, torch.Tensor):
         return [x] if x.is_floating_point() else []
     if isinstance(x, Mapping):
@@ -58,6 +63,8 @@ def make_step(model: torch.nn.Module, inputs: Any, mode: str) -> Callable[[], An
     The optimizer lives in the returned closure, so its state is created on the first call (as in
     real training) and freed with the closure. Training steps change the model's parameters.
     """
+    import torch
+
     args = as_inputs(inputs)
     if mode == "infer":
         model.eval()
@@ -89,6 +96,8 @@ def make_step(model: torch.nn.Module, inputs: Any, mode: str) -> Callable[[], An
 
 def resolve_device(model: torch.nn.Module, inputs: tuple[Any, ...], device: str | torch.device | None) -> torch.device:
     """``device`` if given; else where the model's first parameter/buffer lives, else the first input tensor, else CPU."""
+    import torch
+
     if device is not None:
         return torch.device(device)
     for t in (*model.parameters(), *model.buffers()):
@@ -101,6 +110,8 @@ def resolve_device(model: torch.nn.Module, inputs: tuple[Any, ...], device: str 
 
 def to_device(inputs: tuple[Any, ...], device: torch.device) -> tuple[Any, ...]:
     """Move the tensors among positional inputs to ``device`` (a no-op for those already there)."""
+    import torch
+
     return tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in inputs)
 
 
@@ -108,6 +119,8 @@ def prepare(
     model: torch.nn.Module, example_inputs: Any, device: str | torch.device | None
 ) -> tuple[torch.device, tuple[Any, ...]]:
     """Resolve the device, move the model and the inputs there, and return ``(device, inputs)``."""
+    import torch
+
     inputs = as_inputs(example_inputs)
     dev = resolve_device(model, inputs, device)
     if dev.type not in ("cpu", "cuda"):
@@ -128,6 +141,8 @@ def preserved_state(device: torch.device) -> Iterator[None]:
     it is moved to ``device`` and left in the mode measured (``eval`` or ``train``), and training steps
     change its parameters.
     """
+    import torch
+
     threads = torch.get_num_threads()
     rng_devices = [device.index] if device.type == "cuda" and device.index is not None else []
     try:

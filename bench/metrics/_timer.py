@@ -12,9 +12,10 @@ import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch  # annotations only: torch is imported where it is used (the catalogue reads this module)
 
 BlockTimer = Callable[[Callable[[], Any], int], float]
 
@@ -35,6 +36,8 @@ def _cpu_block_timer(fn: Callable[[], Any], number: int) -> float:
 
 
 def _cuda_block_timer(device: torch.device) -> BlockTimer:
+    import torch
+
     start = torch.cuda.Event(enable_timing=True)
     end = torch.cuda.Event(enable_timing=True)
 
@@ -66,6 +69,8 @@ def _gc_paused() -> Iterator[None]:
 @contextmanager
 def _num_threads(threads: int | None) -> Iterator[int]:
     """Set torch's intra-op thread count for the block, restore it after; yields the count in effect."""
+    import torch
+
     before = torch.get_num_threads()
     if threads is not None and threads != before:
         torch.set_num_threads(threads)
@@ -79,6 +84,8 @@ def _num_threads(threads: int | None) -> Iterator[int]:
 @contextmanager
 def _on_device(device: torch.device) -> Iterator[None]:
     """Make ``device`` current for CUDA (events and streams belong to the current device)."""
+    import torch
+
     if device.type == "cuda":
         with torch.cuda.device(device):
             yield

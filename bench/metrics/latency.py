@@ -50,10 +50,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from bench.allocator import API_DEFAULT, check_regime, regime_of
 from bench.catalogue import Column, Judge
@@ -63,6 +62,9 @@ from bench.metrics._step import make_step, prepare, preserved_state
 from bench.metrics._timer import BlockTimer, _block_timer, _num_threads, _on_device
 from bench.registry import register_metric
 from bench.stats import UNSTEADY_SPEED_DRIFT, Summary
+
+if TYPE_CHECKING:
+    import torch  # annotations only: torch is imported where it is used (the catalogue reads this module)
 
 MIN_WARMUP_CALLS = 3
 STABLE_WINDOW = 3
@@ -230,32 +232,6 @@ def measure_latency(
     )
 
 
-class ReferenceNet(torch.nn.Module):
-    """The machine-speed reference: a fixed small vision network built from ``torch.nn`` only.
-
-    A patchifying conv stem (224 -> 14x14 tokens of width 256) and four pre-norm Transformer encoder
-    layers: 3.8 M parameters, ~0.9 GMACs at 1x3x224x224. It mixes what the suites' models do (convs,
-    GEMMs, attention, norms) at their scale, and it does not depend on timm or on this package's
-    models, so a change to those never moves it. Fixed seed; fp32; eval mode.
-    """
-
-    def __init__(self, width: int = 256, depth: int = 4) -> None:
-        super().__init__()
-        nn = torch.nn
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, 64, 4, stride=4), nn.BatchNorm2d(64), nn.ReLU(),
-            nn.Conv2d(64, 128, 3, 2, 1), nn.BatchNorm2d(128), nn.ReLU(),
-            nn.Conv2d(128, width, 3, 2, 1),
-        )  # fmt: skip
-        layer = dict(d_model=width, nhead=4, dim_feedforward=4 * width, batch_first=True, norm_first=True)
-        self.blocks = nn.Sequential(*[nn.TransformerEncoderLayer(**layer) for _ in range(depth)])
-        self.head = nn.Linear(width, 1000)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.stem(x).flatten(2).transpose(1, 2)
-        return self.head(self.blocks(tokens).mean(1))
-
-
 def speed_reference_kind(device: torch.device, threads: int) -> str:
     """What :func:`measure_speed_reference` times, e.g. ``refnet fp32 cpu 2t v1``; equal kinds are comparable."""
     return f"refnet fp32 {device.type} {threads}t v{SPEED_REF_VERSION}"
@@ -274,6 +250,10 @@ def measure_speed_reference(
     change in its time between two runs of the same environment is the machine's, not the code's.
     Same warm-up, block timing and ``allocator`` regime as :func:`measure_latency`.
     """
+    import torch
+
+    from bench.metrics._reference import ReferenceNet
+
     dev = torch.device(device)
     with torch.random.fork_rng(devices=[]):  # a fixed network without disturbing the caller's RNG
         torch.manual_seed(0)
@@ -344,6 +324,8 @@ def _measure(
 @register_metric("latency", columns=COLUMNS, order=30)
 def latency_metric(ctx: MetricContext) -> dict[str, Any]:
     """Latency statistics and throughput of the cell's model; raw samples go to ``ctx.samples``."""
+    import torch
+
     ctx.report_phase("latency")
     cell, profile = ctx.cell, ctx.cell.profile
     # The run's regime (the worker put its whole process under it); the reference is timed under it too.
@@ -383,3 +365,13 @@ def latency_metric(ctx: MetricContext) -> dict[str, Any]:
             f"{m.n} samples); the machine may have been busy"
         )
     return out
+
+
+def __getattr__(name: str) -> Any:
+    # ``ReferenceNet`` lives in ``_reference`` (it needs torch to be defined; this module is read by the
+    # metric catalogue without importing torch) and stays importable from here.
+    if name == "ReferenceNet":
+        from bench.metrics._reference import ReferenceNet
+
+        return ReferenceNet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

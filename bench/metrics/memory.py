@@ -39,15 +39,16 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from bench.catalogue import Column, Judge
 from bench.metrics import MetricContext
 from bench.metrics._malloc import exact_malloc
 from bench.metrics._step import make_step, prepare, preserved_state
 from bench.registry import register_metric
+
+if TYPE_CHECKING:
+    import torch  # annotations only: torch is imported where it is used (the catalogue reads this module)
 
 MB = float(2**20)
 #: Steps measured; the peak over them is kept (the first allocates what later ones reuse; see above).
@@ -94,6 +95,8 @@ class MemoryMeasurement:
 
 def tensor_bytes(tensors: Any) -> int:
     """Total bytes of the tensors in an iterable (non-tensors are ignored)."""
+    import torch
+
     return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
@@ -160,6 +163,8 @@ def measure_memory(
 
 def _cuda_peak(step: Callable[[], Any], device: torch.device, runs: int) -> tuple[int, int, int]:
     """(allocated before, max allocated, max reserved) in bytes over ``runs`` synchronised steps."""
+    import torch
+
     with torch.cuda.device(device):
         torch.cuda.synchronize(device)
         gc.collect()

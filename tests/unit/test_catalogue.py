@@ -106,3 +106,13 @@ def _cell(metrics: tuple[str, ...]):
                   default_profile="quick")  # fmt: skip
     (cell,) = runner.expand(suite, runner.RunSettings(devices=("cpu",)))
     return cell
+
+
+def test_reading_the_catalogue_imports_no_torch() -> None:
+    """compare, export and every CLI start read the catalogue: it must not cost torch's import (~1 s)."""
+    import subprocess
+    import sys
+
+    code = "import sys, bench.catalogue as c; c.columns(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"
