@@ -12,11 +12,26 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
+from bench.numbers import is_finite
+from bench.result import results_of
 from bench.spec import CellKey
 
 FORMATS = ("pytest-benchmark",)
-#: metrics copied into each benchmark's ``extra_info`` when the cell has them
-EXTRA_METRICS = ("params", "macs", "flops", "throughput", "peak_memory_mb", "latency_p50_ms", "accuracy_mean")
+
+
+def extra_metrics() -> tuple[str, ...]:
+    """Metrics copied into each benchmark's ``extra_info`` when the cell has them: the metric catalogue's
+    ``export`` columns (``bench.catalogue.exported``: params, MACs, FLOPs, latency p50, throughput, peak
+    memory, accuracy and any metric that declares ``export=True``)."""
+    from bench.catalogue import exported
+
+    return exported()
+
+
+def __getattr__(name: str) -> Any:  # ``EXTRA_METRICS``, as this module had it: now read from the catalogue
+    if name == "EXTRA_METRICS":
+        return extra_metrics()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def pytest_benchmark_stats(samples_s: Sequence[float]) -> dict[str, Any]:
@@ -73,30 +88,25 @@ def _param(key: CellKey) -> str:
     return "-".join([*parts, key.mode])
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
-
-
 def to_pytest_benchmark(doc: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A run document as pytest-benchmark's saved JSON, plus the ids of cells left out (not ok, no samples)."""
     env = doc.get("env") or {}
     benchmarks: list[dict[str, Any]] = []
     left_out: list[str] = []
-    for r in sorted(doc["records"], key=lambda r: CellKey.from_dict(r["key"]).id):
-        key = CellKey.from_dict(r["key"])
-        samples = (r.get("samples") or {}).get("latency_ms") or []
-        if r.get("status") != "ok" or not samples:
+    extra = extra_metrics()
+    for r in sorted(results_of(doc["records"]), key=lambda r: r.id):
+        key, samples, metrics = r.key, r.samples.get("latency_ms") or (), r.metrics
+        if not r.ok or not samples:
             left_out.append(key.id)
             continue
         param = _param(key)
-        metrics = r.get("metrics") or {}
         benchmarks.append({
             "group": f"{key.suite}/{key.tier} {key.device} {key.dtype} b{key.batch_size} {key.mode}",
             "name": f"{key.family}[{param}]",
             "fullname": f"{key.suite}::{key.family}[{param}]",
             "params": {k: v for k, v in key.to_dict().items()},
             "param": param,
-            "extra_info": {"cell": key.id, **{m: metrics[m] for m in EXTRA_METRICS if _number(metrics.get(m))}},
+            "extra_info": {"cell": key.id, **{m: metrics[m] for m in extra if is_finite(metrics.get(m))}},
             "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": len(samples), "max_time": None,
                         "min_time": None, "warmup": True},
             "stats": pytest_benchmark_stats([x / 1e3 for x in samples]),  # ms -> s

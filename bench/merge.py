@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.env import COMPARABLE
 from bench.errors import StoreError, UsageError
-from bench.spec import CellKey
+from bench.result import CellResult, results_of
 
 
 def merge_runs(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[dict[str, Any], list[str]]:
@@ -32,16 +32,15 @@ def merge_runs(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[dict[str,
                 raise UsageError(f"cannot merge {first_name} and {name}: different {what} "
                                  f"({field} {first[field]!r} vs {doc[field]!r}); rerun the stale shard")  # fmt: skip
     owner: dict[str, str] = {}
-    records: list[dict[str, Any]] = []
+    results: list[CellResult] = []
     for name, doc in runs:
-        for r in doc["records"]:
-            cid = CellKey.from_dict(r["key"]).id
-            if cid in owner:
-                where = "twice in " + name if owner[cid] == name else f"in both {owner[cid]} and {name}"
-                raise UsageError(f"cannot merge: cell {cid} is {where} (overlapping shards); merge each shard once")
-            owner[cid] = name
-            records.append(dict(r))
-    records.sort(key=lambda r: CellKey.from_dict(r["key"]).id)
+        for r in results_of(doc["records"]):
+            if r.id in owner:
+                where = "twice in " + name if owner[r.id] == name else f"in both {owner[r.id]} and {name}"
+                raise UsageError(f"cannot merge: cell {r.id} is {where} (overlapping shards); merge each shard once")
+            owner[r.id] = name
+            results.append(r)
+    records = [r.to_dict() for r in sorted(results, key=lambda r: r.id)]
 
     warnings = _warnings(runs)
     settings = {**(first.get("settings") or {}), "shard": None, "cells": len(records)}

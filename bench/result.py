@@ -137,7 +137,7 @@ class CellResult:
         """A record as stored, validated (``bench.store.validate``); older records get today's defaults
         (a key without ``mode`` is an ``infer`` cell; missing lists are empty)."""
         key = dict(d["key"])
-        key["mode"] = key.get("mode") or "infer"
+        key["mode"] = key.get("mode") or "infer"  # as cell_id reads it
         known = {*_FIELDS, "traceback"}
         return cls(
             key=CellKey.from_dict(key),
@@ -183,6 +183,13 @@ def _thaw(x: Any) -> Any:
     if isinstance(x, list):
         return [_thaw(v) for v in x]
     return x
+
+
+def cell_id(record: Mapping[str, Any]) -> str:
+    """The cell id (``CellKey.id``) of a stored record, read as ``CellResult.from_dict`` reads its key."""
+    key = dict(record["key"])
+    key["mode"] = key.get("mode") or "infer"
+    return CellKey.from_dict(key).id
 
 
 def results_of(records: Iterable[Mapping[str, Any] | CellResult]) -> list[CellResult]:

@@ -15,17 +15,31 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import StoreError
+from bench.result import KEY_FIELDS, CellResult
 from bench.store.read import _open_error, read_json, show_path
 from bench.store.schema import KIND, validate
 
 log = logging.getLogger(__name__)
 
-#: columns every ``load_results`` frame has, in this order (more follow: every metric stored)
-COLUMNS = (
-    "suite", "tier", "family", "model", "device", "dtype", "batch_size", "input_shape", "seq_len", "mode",
-    "params", "macs", "flops", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_samples",
-    "throughput", "peak_memory_mb", "status", "error",
-)  # fmt: skip
+#: columns of a ``load_results`` frame that hold no metric, in this order after the key and the metrics
+_RECORD_COLUMNS = ("latency_samples", "status", "error")
+#: frame columns that hold lists or text: None where missing (NaN elsewhere)
+_NOT_NUMBERS = ("status", "error", "latency_samples")
+
+
+def columns() -> tuple[str, ...]:
+    """Columns every ``load_results`` frame has, in this order (more follow: every metric stored): the key
+    fields, the metric catalogue's frame columns (``bench.catalogue.frame_columns``), the raw latency
+    samples, status and error."""
+    from bench.catalogue import frame_columns
+
+    return (*KEY_FIELDS, *frame_columns(), *_RECORD_COLUMNS)
+
+
+def __getattr__(name: str) -> Any:  # ``COLUMNS``, as this module had it: now read from the metric catalogue
+    if name == "COLUMNS":
+        return columns()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_run(path: Path | str) -> dict[str, Any]:
@@ -99,34 +113,16 @@ def result_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
 
 
 def iter_rows(doc: Mapping[str, Any], path: Path | str | None = None) -> Iterator[dict[str, Any]]:
-    """Flatten each record of a (validated) run document into one row (see ``COLUMNS``)."""
-    host = (doc.get("env") or {}).get("host")
+    """Flatten each record of a (validated) run document into one row (``CellResult.row``; see ``columns``)."""
+    context = {
+        "run_id": doc["run_id"],
+        "profile": doc["profile"],
+        "suite_hash": doc["suite_hash"],
+        "host": (doc.get("env") or {}).get("host"),
+        "path": str(path) if path is not None else None,
+    }
     for r in doc["records"]:
-        key = dict(r["key"])
-        key["input_shape"] = tuple(key.get("input_shape") or ())
-        key.setdefault("seq_len", None)
-        key["mode"] = key.get("mode") or "infer"
-        variant = r.get("variant") or {}
-        row: dict[str, Any] = {
-            **key,
-            **(r.get("metrics") or {}),
-            "latency_samples": list((r.get("samples") or {}).get("latency_ms", [])),
-            "status": r["status"],
-            "error": r.get("error"),
-            "notes": "; ".join(r.get("notes") or []),
-            "target_params": variant.get("target_params"),
-            "achieved_params": variant.get("achieved_params"),
-            "builder": variant.get("builder"),
-            "run_id": doc["run_id"],
-            "profile": doc["profile"],
-            "suite_hash": doc["suite_hash"],
-            "host": host,
-            "path": str(path) if path is not None else None,
-        }
-        for name, values in (r.get("samples") or {}).items():
-            if name != "latency_ms":
-                row[f"{name}_samples"] = list(values)
-        yield row
+        yield CellResult.from_dict(r).row(context)
 
 
 def results_frame(runs: Iterable[tuple[Path | str | None, Mapping[str, Any]]]):  # -> pandas.DataFrame
@@ -137,17 +133,18 @@ def results_frame(runs: Iterable[tuple[Path | str | None, Mapping[str, Any]]]): 
     for path, doc in runs:
         rows.extend(iter_rows(doc, path))
     df = pd.DataFrame(rows)
-    for c in COLUMNS:
+    first = columns()
+    for c in first:
         if c not in df.columns:
-            df[c] = math.nan if c not in ("status", "error", "latency_samples") else None
-    rest = [c for c in df.columns if c not in COLUMNS]
-    return df[list(COLUMNS) + rest]
+            df[c] = math.nan if c not in _NOT_NUMBERS else None
+    rest = [c for c in df.columns if c not in first]
+    return df[list(first) + rest]
 
 
 def load_results(paths: str | Path | Iterable[str | Path]):  # -> pandas.DataFrame
     """Load result files or folders (searched recursively) into a DataFrame, one row per cell.
 
-    Columns: at least ``COLUMNS``, then every stored metric; missing values are NaN/None.
+    Columns: at least ``columns()``, then every stored metric; missing values are NaN/None.
     Any malformed file is a ``StoreError`` (see :func:`load_runs`).
     """
     return results_frame(load_runs(paths))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import StoreError
+from bench.result import CellResult, cell_id
 from bench.store.files import _host_tag, _safe, atomic_write_json, clean_stale
 from bench.store.load import load_run
 from bench.store.read import show_path
@@ -124,9 +125,10 @@ class RunWriter:
         """Ids of the cells already recorded."""
         return {_cell_id(r) for r in self.records}
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        """Record a cell (replacing an earlier record of the same cell), merged with the file on disk."""
-        record = dict(record)
+    def add(self, record: Mapping[str, Any] | CellResult) -> None:
+        """Record a cell (a ``CellResult`` or its stored form), replacing an earlier record of the same cell,
+        merged with the file on disk."""
+        record = record.to_dict() if isinstance(record, CellResult) else dict(record)
         cid = _cell_id(record)
         with self._locked():
             self._merge_disk()
@@ -221,6 +223,4 @@ class RunWriter:
 
 
 def _cell_id(record: Mapping[str, Any]) -> str:
-    from bench.spec import CellKey
-
-    return CellKey.from_dict(record["key"]).id
+    return cell_id(record)

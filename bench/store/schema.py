@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import MISSING, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.errors import StoreError
+from bench.result import STATUSES, CellKey
+from bench.store.migrate import readable_versions, upgrade
 from bench.store.read import show_path
 
+#: the version of what a run file stores; older versions are upgraded on load (``bench.store.migrate``)
 SCHEMA_VERSION = 1
 KIND = "aigc-bench/run"
-STATUSES = ("ok", "failed", "timeout", "skipped")
 _REQUIRED = ("schema_version", "kind", "run_id", "suite", "suite_hash", "profile", "env", "records")
-_KEY_FIELDS = ("suite", "tier", "family", "model", "device", "dtype", "batch_size", "input_shape")
+#: key fields every record has (``CellKey`` fields without a default; ``seq_len`` and ``mode`` came later)
+_KEY_FIELDS = tuple(f.name for f in fields(CellKey) if f.default is MISSING)
 #: deepest nesting accepted in the free-form parts (suite_definition, env, analysis); ours are < 10 deep.
 #: Bounded so that no later ``json.dump``, ``deepcopy`` or repr of a document can hit the recursion limit.
 MAX_DEPTH = 64
@@ -242,7 +246,8 @@ def _check_record(c: _Check, i: int, r: Any) -> None:
 
 
 def validate(doc: Any, path: Path | str) -> dict[str, Any]:
-    """Check a loaded document against the schema (every field the code reads, with its type).
+    """Check a loaded document against the schema (every field the code reads, with its type); returns it,
+    upgraded to the current schema version when it was written by an older one (``bench.store.migrate``).
 
     ``StoreError`` names the file and the field; unknown extra fields are allowed (newer writers).
     """
@@ -255,9 +260,11 @@ def validate(doc: Any, path: Path | str) -> dict[str, Any]:
     missing = [k for k in _REQUIRED if k not in doc]
     if missing:
         raise StoreError(f"{c.where}: malformed results file, missing {', '.join(missing)}")
-    if type(doc["schema_version"]) is not int or doc["schema_version"] != SCHEMA_VERSION:
+    versions = readable_versions(SCHEMA_VERSION)
+    if type(doc["schema_version"]) is not int or doc["schema_version"] not in versions:
         raise StoreError(f"{c.where}: schema_version {_describe(doc['schema_version'])} is not supported "
-                         f"(this aigc-bench reads {SCHEMA_VERSION})")  # fmt: skip
+                         f"(this aigc-bench reads {', '.join(map(str, versions))})")  # fmt: skip
+    doc = upgrade(doc, SCHEMA_VERSION)
     c.string("run_id", doc["run_id"], empty=False)
     c.string("suite", doc["suite"], empty=False)
     c.string("suite_hash", doc["suite_hash"])
