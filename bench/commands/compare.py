@@ -21,13 +21,15 @@ FORMATS = ("table", "md", "json")
 
 def register(sub: argparse._SubParsersAction) -> None:
     from bench.baselines import DEFAULT_DIR
-    from bench.compare import CORRECTIONS, DEFAULT_FAIL_ON
+    from bench.compare import CORRECTIONS, DEFAULT_FAIL_ON, METRICS
 
+    # the metrics and their units come from the metric catalogue (bench.catalogue): a new metric is listed too
+    by_unit = {u: ", ".join(n for n, s in METRICS.items() if s.threshold_unit == u) for u in ("%", "pt")}
     p = sub.add_parser("compare", help="compare two runs cell by cell; exit 1 on a regression", description=__doc__)
     p.add_argument("baseline", help="run file, folder of run files, or baseline name")
     p.add_argument("current", help="run file, folder of run files, or baseline name")
     p.add_argument("--fail-on", default=DEFAULT_FAIL_ON, metavar="SPEC",
-                   help=f"METRIC:VALUE list; metrics latency, memory, macs, params (in %%) and accuracy (in pt); "
+                   help=f"METRIC:VALUE list; metrics {by_unit['%']} (in %%) and {by_unit['pt']} (in pt); "
                         f"unnamed metrics are reported but never fail (default: {DEFAULT_FAIL_ON.replace('%', '%%')})")  # fmt: skip
     p.add_argument(
         "--format", choices=FORMATS, default="table", help="table (terminal), md (pull-request comment) or json"

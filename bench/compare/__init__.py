@@ -5,6 +5,9 @@ Comparison is data (pytest-benchmark's ``RegressionCheck`` idea): ``compare`` re
 
 How a verdict is reached, per metric:
 
+Which metrics are compared, and how, is declared with each metric (``bench.catalogue.Judge``); the five
+below are the built-in ones.
+
 * **latency** -- from the raw samples of both runs: a two-sided Mann-Whitney U test (p-values
   corrected for the number of cells compared, Holm by default, Benjamini-Hochberg optionally) and a
   seeded bootstrap confidence interval of the ratio of medians. A change is *significant* when the
@@ -41,7 +44,8 @@ environment-changed and never fail the build, unless the caller allows environme
 The package, along its seams (data flows down the list):
 
 * ``stats`` -- Mann-Whitney U, the bootstrap of a median ratio, Holm / Benjamini-Hochberg (pure numbers);
-* ``thresholds`` -- the metrics compared (``METRICS``) and ``--fail-on`` (``Threshold``, ``parse_fail_on``);
+* ``thresholds`` -- the metrics compared (``METRICS``, read from the metric catalogue ``bench.catalogue``) and
+  ``--fail-on`` (``Threshold``, ``parse_fail_on``);
 * ``model`` -- the verdict model: ``Verdict``, ``MetricComparison``, ``CellComparison``, ``ComparisonReport``;
 * ``loading`` -- one side: ``load_side`` (run file, folder or baseline name), row keys and values;
 * ``checks`` -- one class per way of judging (``SampledCheck``, ``ThresholdCheck``, ``ExactCheck``,
@@ -53,6 +57,8 @@ Every name below stays importable from ``bench.compare``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from bench.compare.checks import (
     CHECKS,
@@ -107,14 +113,14 @@ from bench.compare.stats import (
     min_p_value,
     sample_shift,
 )
-from bench.compare.thresholds import DEFAULT_FAIL_ON, METRICS, RSS_NOISE_FLOOR_MB, MetricSpec, Threshold, parse_fail_on
+from bench.compare.thresholds import METRICS, MetricSpec, Threshold, default_fail_on, parse_fail_on
+from bench.metrics.memory import RSS_NOISE_FLOOR_MB
 
 __all__ = [
     "ADDED",
     "CHECKS",
     "COMPARED",
     "CORRECTIONS",
-    "DEFAULT_FAIL_ON",
     "FAILED",
     "KEY_FIELDS",
     "METRICS",
@@ -151,6 +157,7 @@ __all__ = [
     "cell_seed",
     "check_for",
     "compare",
+    "default_fail_on",
     "env_changes",
     "format_change",
     "format_value",
@@ -166,3 +173,9 @@ __all__ = [
     "to_markdown",
     "verdict_text",
 ]
+
+
+def __getattr__(name: str) -> Any:  # ``DEFAULT_FAIL_ON`` is read from the metric catalogue when asked for
+    if name == "DEFAULT_FAIL_ON":
+        return default_fail_on()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,9 @@
 """One check class per way of judging a metric (``MetricSpec.kind``): each turns one cell's pair of values
 into a ``MetricComparison``.
 
+A metric's kind is declared in the metric catalogue (``bench.catalogue.Judge``), so a new metric is judged by
+one of these without touching compare.
+
 * ``SampledCheck`` (latency) -- raw samples: Mann-Whitney U + bootstrap CI, judged relative to the
   machine-speed reference; its tests wait (``Pending``) for the multiple-testing correction over the
   whole report (``resolve``).
@@ -28,6 +31,7 @@ from bench.compare.stats import (
     sample_shift,
 )
 from bench.compare.thresholds import MetricSpec, Threshold
+from bench.numbers import percent_scale
 from bench.spec import CellKey
 from bench.stats import UNSTEADY_SPEED_DRIFT
 
@@ -137,7 +141,7 @@ class ExactCheck(Check):
 class ThresholdCheck(Check):
     """One measurement per run (memory): the threshold alone decides, beyond the CPU RSS noise floor."""
 
-    kind = "single"
+    kind = "threshold"
 
     def judge(self, pair: CellPair, b: float, c: float) -> MetricComparison:
         spec, floor = self.spec, self.noise_floor(pair)
@@ -172,7 +176,7 @@ class PointsCheck(Check):
 
     def judge(self, pair: CellPair, b_raw: float, c_raw: float) -> MetricComparison:
         # Accuracy may be stored as a fraction (0..1) or in percent; it is shown and judged in points.
-        scale = 100.0 if all(abs(x) <= 1.0 for x in (b_raw, c_raw)) else 1.0
+        scale = percent_scale((b_raw, c_raw))
         b, c = b_raw * scale, c_raw * scale
         diff = c - b
         hb, hc = _accuracy_halfwidth(pair.baseline, scale), _accuracy_halfwidth(pair.current, scale)
@@ -216,7 +220,8 @@ class SampledCheck(Check):
         """The test, waiting for the correction; without raw samples, a verdict that cannot fail."""
         import numpy as np
 
-        bs, cs = _samples(pair.baseline, "latency_samples"), _samples(pair.current, "latency_samples")
+        column = self.spec.samples or "latency_samples"
+        bs, cs = _samples(pair.baseline, column), _samples(pair.current, column)
         if not (bs and cs):
             change = _rel_change(b, c)
             beyond = change is None or self.threshold.exceeded_by(change)
@@ -230,8 +235,7 @@ class SampledCheck(Check):
         shift = sample_shift(bs, cs, alpha=j.alpha, n_boot=j.n_boot, seed=cell_seed(pair.key.id, j.seed),
                              ref_baseline=refs[0] if refs else None, ref_current=refs[1] if refs else None)  # fmt: skip
         drift = max(abs(_value(r, "speed_ref_drift") or 0.0) for r in (pair.baseline, pair.current))
-        return Pending(pair.key, shift, float(np.median(pair.baseline["latency_samples"])),
-                       float(np.median(pair.current["latency_samples"])), drift)  # fmt: skip
+        return Pending(pair.key, shift, float(np.median(bs)), float(np.median(cs)), drift)
 
     def resolve(self, pending: Sequence[Pending]) -> list[MetricComparison]:
         """One family of tests: every latency comparison of the report, corrected together."""

@@ -22,6 +22,7 @@ from bench.compare.model import (
 from bench.compare.stats import CORRECTIONS, N_BOOTSTRAP
 from bench.compare.thresholds import METRICS, Threshold, parse_fail_on
 from bench.errors import UsageError
+from bench.result import Status
 from bench.spec import CellKey
 
 
@@ -102,9 +103,9 @@ def _cell(key: CellKey, b: Mapping[str, Any] | None, c: Mapping[str, Any] | None
         return CellComparison(key, status, b["status"] if b else None, c["status"] if c else None,
                               error=_clean(row.get("error")) if row else None)  # fmt: skip
     bst, cst = b["status"], c["status"]
-    if cst in ("failed", "timeout"):
+    if Status(cst).broken:
         return CellComparison(key, FAILED, bst, cst, error=_clean(c.get("error")), env_changed=env_changed)
-    if bst != "ok" or cst != "ok":
+    if bst != Status.OK or cst != Status.OK:
         error = _clean(c.get("error")) or _clean(b.get("error"))
         return CellComparison(key, NOT_COMPARED, bst, cst, error=error, notes=(f"baseline {bst}, current {cst}",))
     return CellComparison(key, COMPARED, bst, cst, env_changed=env_changed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,10 +9,13 @@ from typing import Any
 from bench.compare.model import EnvChange, RunInfo, RunSet
 from bench.env import COMPARABLE
 from bench.errors import UsageError
+from bench.numbers import finite
+from bench.result import KEY_FIELDS as RESULT_KEY_FIELDS
+from bench.result import key_of_row, plain
 from bench.spec import CellKey
 
-#: the join key of two runs, in the order the schema lists it
-KEY_FIELDS = ("suite", "tier", "family", "model", "device", "dtype", "batch_size", "input_shape", "seq_len", "mode")
+#: the join key of two runs, in the order the schema lists it (``bench.result.KEY_FIELDS``)
+KEY_FIELDS = RESULT_KEY_FIELDS
 
 
 def load_side(spec: str | Path, baselines_dir: Path | str | None = None) -> RunSet:
@@ -23,14 +25,14 @@ def load_side(spec: str | Path, baselines_dir: Path | str | None = None) -> RunS
     folder, is a ``StoreError`` (exit 2), never left out of the comparison.
     """
     from bench.baselines import DEFAULT_DIR, resolve
-    from bench.store import load_runs, results_frame, show_path
+    from bench.store import iter_rows, load_runs, show_path
 
     runs = load_runs(resolve(spec, baselines_dir or DEFAULT_DIR))
     if not runs:
         raise UsageError(f"{show_path(spec)}: no aigc-bench run files found")
     paths = [p for p, _ in runs]
     docs = [d for _, d in runs]
-    frame = results_frame(runs)
+    rows = tuple(row for path, doc in runs for row in iter_rows(doc, path))  # no pandas: compare reads rows
     envs = [d.get("env") or {} for d in docs]
     info = RunInfo(
         label=str(spec),
@@ -42,12 +44,12 @@ def load_side(spec: str | Path, baselines_dir: Path | str | None = None) -> RunS
         host=envs[0].get("host"),
         started_at=min((d.get("started_at") or "" for d in docs), default=None) or None,
     )
-    return RunSet(info, envs[0], frame)
+    return RunSet(info, envs[0], rows)
 
 
 def _rows_by_key(rs: RunSet) -> dict[CellKey, dict[str, Any]]:
     out: dict[CellKey, dict[str, Any]] = {}
-    for row in rs.frame.to_dict("records"):
+    for row in rs.rows:
         key = row_key(row)
         if key in out:
             raise UsageError(
@@ -69,8 +71,7 @@ def allocator_changes(baseline: RunSet, current: RunSet) -> tuple[EnvChange, ...
     from bench.allocator import regime_of
 
     def regimes(side: RunSet) -> str | None:
-        col = side.frame["latency_malloc"] if "latency_malloc" in side.frame.columns else ()
-        found = sorted({r for r in map(regime_of, col) if r is not None})
+        found = sorted({r for r in (regime_of(row.get("latency_malloc")) for row in side.rows) if r is not None})
         return "+".join(found) or None  # None: no latency measured, or too old to say
 
     b, c = regimes(baseline), regimes(current)
@@ -78,28 +79,17 @@ def allocator_changes(baseline: RunSet, current: RunSet) -> tuple[EnvChange, ...
 
 
 def _clean(v: Any) -> Any:
-    """A frame value as a plain Python value: NaN -> None, whole floats -> int."""
-    if v is None:
-        return None
-    if isinstance(v, float):
-        if math.isnan(v):
-            return None
-        return int(v) if v.is_integer() else v
-    if hasattr(v, "item"):  # numpy scalars
-        return _clean(v.item())
-    return v
+    """A frame value as a plain Python value: NaN -> None, whole floats -> int (``bench.result.plain``)."""
+    return plain(v)
 
 
 def row_key(row: Mapping[str, Any]) -> CellKey:
-    """The ``CellKey`` of a ``load_results`` row."""
-    d = {f: _clean(row.get(f)) for f in KEY_FIELDS}
-    d["mode"] = d["mode"] or "infer"
-    return CellKey.from_dict(d)
+    """The ``CellKey`` of a ``load_results`` row (``bench.result.key_of_row``)."""
+    return key_of_row(row)
 
 
 def _value(row: Mapping[str, Any], column: str) -> float | None:
-    v = _clean(row.get(column))
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    return finite(row.get(column))
 
 
 def _samples(row: Mapping[str, Any], column: str) -> list[float]:

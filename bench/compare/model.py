@@ -6,7 +6,6 @@ Comparison is data (pytest-benchmark's ``RegressionCheck`` idea): a ``Comparison
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -14,6 +13,8 @@ from typing import Any
 
 from bench.compare.thresholds import METRICS, Threshold
 from bench.errors import EXIT_OK, EXIT_REGRESSION
+from bench.numbers import finite
+from bench.result import Status
 from bench.spec import CellKey
 
 
@@ -105,7 +106,7 @@ class CellComparison:
     @property
     def fails(self) -> bool:
         """A regressed gating metric, or a cell that was ok in the baseline and now fails."""
-        newly_failed = self.status == FAILED and self.baseline_status == "ok" and not self.env_changed
+        newly_failed = self.status == FAILED and self.baseline_status == Status.OK and not self.env_changed
         return newly_failed or any(m.fails for m in self.metrics)
 
     def metric(self, name: str) -> MetricComparison | None:
@@ -157,11 +158,20 @@ class RunInfo:
 
 @dataclass(frozen=True, eq=False)
 class RunSet:
-    """One side of a comparison: its results frame (``bench.store.load_results``), env and origin."""
+    """One side of a comparison: its cells as ``load_results`` rows (``CellResult.row``), env and origin.
+
+    compare reads the rows as they are; ``frame`` builds the pandas frame only for a caller that wants one.
+    """
 
     info: RunInfo
     env: Mapping[str, Any]
-    frame: Any = field(repr=False)  # pandas.DataFrame
+    rows: tuple[Mapping[str, Any], ...] = field(repr=False)
+
+    @property
+    def frame(self) -> Any:  # -> pandas.DataFrame, as ``bench.store.load_results`` returns it
+        from bench.store import frame_of_rows
+
+        return frame_of_rows(self.rows)
 
 
 @dataclass(frozen=True)
@@ -272,9 +282,6 @@ class ComparisonReport:
         }
 
 
-def _num(x: Any) -> Any:
-    """JSON-safe number: NaN and infinities become None."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
+def _num(x: Any) -> float | None:
+    """JSON-safe number: NaN and infinities become None (``bench.numbers.finite``)."""
+    return finite(x)

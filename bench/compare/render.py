@@ -28,19 +28,24 @@ if TYPE_CHECKING:
 
 
 def format_value(metric: str, v: float | None) -> str:
-    """A metric value for people: ``31.20 ms``, ``4.089 G``, ``25.56 M``, ``93.1 pt``."""
+    """A metric value for people, by how the metric is judged: ``31.20 ms`` (samples), ``210.4 MB`` (one
+    measurement), ``4.089 G``, ``25.56 M`` (exact counts), ``93.10 pt`` (points)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    if metric == "latency":
-        return f"{v:.3g} ms" if v < 1 else f"{v:.2f} ms"
-    if metric == "memory":
-        return f"{v:.1f} MB"
-    if metric in ("macs", "params"):
+    spec = METRICS.get(metric)
+    kind, unit = (spec.kind, spec.unit) if spec is not None else ("points", "pt")
+    if kind == "exact":
         for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
             if abs(v) >= div:
                 return f"{v / div:.4g} {suffix}"
         return f"{v:.0f}"
-    return f"{v:.2f} pt"
+    if kind == "sampled":
+        text = f"{v:.3g}" if v < 1 else f"{v:.2f}"
+    elif kind == "threshold":
+        text = f"{v:.1f}"
+    else:
+        text = f"{v:.2f}"
+    return f"{text} {unit}".rstrip()
 
 
 def format_change(m: MetricComparison) -> str:
@@ -98,7 +103,7 @@ def _md_stats(m: MetricComparison) -> str:
     if m.p_adjusted is not None:
         parts.append(f"p={m.p_adjusted:.2g}")
     if m.ci is not None:
-        if m.metric == "latency":
+        if _sampled(m):
             parts.append(f"ratio CI [{m.ci[0]:.3f}, {m.ci[1]:.3f}]")
         else:
             parts.append(f"CI [{m.ci[0]:+.2f}, {m.ci[1]:+.2f}] pt")
@@ -187,7 +192,13 @@ def table_text(report: ComparisonReport) -> str:
 def _ci_text(m: MetricComparison) -> str:
     if m.ci is None:
         return ""
-    return f"[{m.ci[0]:.3f}, {m.ci[1]:.3f}]" if m.metric == "latency" else f"[{m.ci[0]:+.2f}, {m.ci[1]:+.2f}] pt"
+    return f"[{m.ci[0]:.3f}, {m.ci[1]:.3f}]" if _sampled(m) else f"[{m.ci[0]:+.2f}, {m.ci[1]:+.2f}] pt"
+
+
+def _sampled(m: MetricComparison) -> bool:
+    """Whether ``m`` came from a test on raw samples (its CI is of a ratio, not of a difference in points)."""
+    spec = METRICS.get(m.metric)
+    return spec is not None and spec.kind == "sampled"
 
 
 def print_table(report: ComparisonReport, console: Console | None = None) -> None:

@@ -20,7 +20,16 @@ from __future__ import annotations
 from typing import Any
 
 from bench.store.files import atomic_write_json, clean_stale, create_json, refuse_existing, write_new_json
-from bench.store.load import columns, iter_rows, load_results, load_run, load_runs, result_files, results_frame
+from bench.store.load import (
+    columns,
+    frame_of_rows,
+    iter_rows,
+    load_results,
+    load_run,
+    load_runs,
+    result_files,
+    results_frame,
+)
 from bench.store.migrate import STEPS, readable_versions, upgrade
 from bench.store.read import MAX_FILE_BYTES, MAX_FILE_BYTES_ENV, max_file_bytes, read_json, show_path
 from bench.store.runfile import RunWriter, reserve_path
@@ -28,7 +37,7 @@ from bench.store.schema import KIND, MAX_DEPTH, MAX_SHARDS, SCHEMA_VERSION, STAT
 
 __all__ = [
     "KIND", "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_FILE_BYTES_ENV", "MAX_SHARDS", "SCHEMA_VERSION", "STATUSES", "STEPS",
-    "RunWriter", "atomic_write_json", "clean_stale", "columns", "create_json", "iter_rows", "load_results", "load_run",
+    "RunWriter", "atomic_write_json", "clean_stale", "columns", "create_json", "frame_of_rows", "iter_rows", "load_results", "load_run",
     "load_runs", "max_file_bytes", "read_json", "readable_versions", "refuse_existing", "reserve_path", "result_files",
     "results_frame", "show_path", "upgrade", "utc_now", "validate", "write_new_json",
 ]  # fmt: skip

@@ -127,12 +127,14 @@ def iter_rows(doc: Mapping[str, Any], path: Path | str | None = None) -> Iterato
 
 def results_frame(runs: Iterable[tuple[Path | str | None, Mapping[str, Any]]]):  # -> pandas.DataFrame
     """Validated run documents (with their paths) as one DataFrame, one row per cell (see ``load_results``)."""
+    return frame_of_rows(row for path, doc in runs for row in iter_rows(doc, path))
+
+
+def frame_of_rows(rows: Iterable[Mapping[str, Any]]):  # -> pandas.DataFrame
+    """``iter_rows`` rows as the ``load_results`` frame: ``columns()`` first (NaN/None where missing)."""
     import pandas as pd
 
-    rows: list[dict[str, Any]] = []
-    for path, doc in runs:
-        rows.extend(iter_rows(doc, path))
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(list(rows))
     first = columns()
     for c in first:
         if c not in df.columns:
