@@ -22,6 +22,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from bench.numbers import finite
+
 #: metrics fitted by default (those absent from the records are left out)
 METRICS: tuple[str, ...] = ("macs", "latency_p50_ms", "peak_memory_mb", "activations_mb")
 #: record key fields that identify a series (everything but seq_len)
@@ -116,7 +118,8 @@ def series(records: Iterable[Mapping[str, Any]], metric: str) -> dict[tuple[Any,
 
 
 def _positive(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    x = finite(v)
+    return x is not None and x > 0
 
 
 def analyse(

@@ -30,12 +30,12 @@ stored records and run environments; reading the machine's load is :mod:`bench.e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UsageError
+from bench.numbers import finite
 from bench.stats import NOISY_IQR_OVER_MEDIAN, UNSTEADY_SPEED_DRIFT
 
 if TYPE_CHECKING:
@@ -59,14 +59,8 @@ _METRICS = ("latency_validity", "latency_validity_reasons")
 
 
 def _num(value: Any) -> float | None:
-    """A finite float, or None for a missing, NaN, boolean or non-numeric value."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+    """A finite float, or None for a missing, NaN, boolean or non-numeric value (``bench.numbers.finite``)."""
+    return finite(value)
 
 
 # --- the busy machine ------------------------------------------------------------------------------------
