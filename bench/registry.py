@@ -107,7 +107,8 @@ def _load_builtin_inputs() -> None:
 
 #: suite name -> zero-argument factory returning a ``bench.spec.Suite`` (declaration; sizing resolves it)
 SUITES: Registry[Callable[[], Any]] = Registry("suite", _load_builtin_suites)
-#: metric name -> function(ctx) -> dict of values (see bench.metrics)
+#: metric name -> function(ctx) -> dict of values (see bench.metrics); the columns each returns, and what it
+#: needs, are in the metric catalogue (bench.catalogue)
 METRICS: Registry[Callable[..., Any]] = Registry("metric", _load_builtin_metrics)
 #: input kind -> function(spec, batch_size, device, dtype) -> tuple of tensors
 INPUTS: Registry[Callable[..., Any]] = Registry("input kind", _load_builtin_inputs)

@@ -1,6 +1,7 @@
 """Value objects: what a suite declares and what one cell measures.
 
-Data flows one way: ``Suite`` -> ``CellSpec`` (one per cell) -> record (dict) -> store -> reports.
+Data flows one way: ``Suite`` -> ``CellSpec`` (one per cell) -> ``bench.result.CellResult`` (a record)
+-> store -> reports.
 Everything here is frozen and hashable so that a cell's key is a value (``CellKey``) that can be
 compared, sorted, stored and joined on.
 """
