@@ -142,8 +142,24 @@ def _prepare_process(cell: CellSpec) -> dict[str, Any]:
     "above baseline" is the model's and the step's, not the libraries'. The run's malloc regime holds for
     the whole process; measurements restore to it (bench.metrics._malloc).
     """
-    import timm  # noqa: F401
     import torch
+
+    from bench.metrics._malloc import apply_process_regime
+
+    preload()
+    apply_process_regime(cell.allocator)
+    baseline: dict[str, Any] = {"rss_bytes": _rss_bytes()}
+    if cell.threads:
+        torch.set_num_threads(cell.threads)
+    torch.manual_seed(0)
+    return baseline
+
+
+def preload() -> None:
+    """Import everything measuring a cell needs (timm, torch, every metric and input maker): a worker's fixed
+    start-up cost, paid before its memory baseline, or ahead of time by a pre-started worker (``warm_main``)."""
+    import timm  # noqa: F401
+    import torch  # noqa: F401
 
     import bench.allocator
     import bench.build
@@ -151,17 +167,10 @@ def _prepare_process(cell: CellSpec) -> dict[str, Any]:
     import bench.env
     import bench.inputs
     import bench.metrics  # noqa: F401
-    from bench.metrics._malloc import apply_process_regime
     from bench.registry import INPUTS, METRICS
 
     METRICS.names()
     INPUTS.names()
-    apply_process_regime(cell.allocator)
-    baseline: dict[str, Any] = {"rss_bytes": _rss_bytes()}
-    if cell.threads:
-        torch.set_num_threads(cell.threads)
-    torch.manual_seed(0)
-    return baseline
 
 
 def _context(cell: CellSpec, report_phase: Any, baseline: dict[str, Any]) -> Any:
@@ -261,14 +270,16 @@ def _watch_parent(parent_pid: int, poll_s: float) -> None:
             os._exit(EXIT_ORPHANED)
 
 
-def child_main(cell: CellSpec, queue: Any, parent_pid: int | None = None) -> None:
+def child_main(cell: CellSpec, queue: Any, parent_pid: int | None = None, env: Mapping[str, str] | None = None) -> None:
     """Entry point of the worker process: stream phases and each metric's values, then send the record.
 
     Messages: ``("phase", text)``, ``("metric", name, values, new_samples)``, ``("record", record)``.
     ``parent_pid``: the driver's pid; the worker exits when that process is gone (``die_with_parent``).
+    ``env``: variables set first (``CUDA_VISIBLE_DEVICES`` of the worker's device slot, ``bench.executors_parallel``).
     """
     if parent_pid is not None:
         die_with_parent(parent_pid)
+    os.environ.update(env or {})
     queue.put(("phase", "start"))
     rec = measure_cell(
         cell,
@@ -276,3 +287,14 @@ def child_main(cell: CellSpec, queue: Any, parent_pid: int | None = None) -> Non
         report_metric=lambda name, values, samples: queue.put(("metric", name, values, samples)),
     )
     queue.put(("record", rec))
+
+
+def warm_main(inbox: Any, queue: Any, parent_pid: int | None = None) -> None:
+    """Entry point of a pre-started worker (``bench.executors.WarmWorker``): import what measuring needs while
+    the previous cell runs, then wait for exactly one ``(cell, env)`` on ``inbox``, measure it as
+    ``child_main`` does, and exit. ``env`` (``CUDA_VISIBLE_DEVICES``) is set before anything touches CUDA."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+    preload()
+    cell, env = inbox.get()
+    child_main(cell, queue, None, env)
