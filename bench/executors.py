@@ -8,15 +8,21 @@ everything, then consume results in completion order.
 - ``LocalProcessExecutor``: one fresh ``spawn``-ed worker process per cell, one cell at a time (the
   default, and what published runs use): a crash, an out-of-memory kill or a hang takes down one cell only,
   the worker dies with its driver, the stall timeout and its hard cap are enforced here, and the metrics
-  the worker streamed before it was killed are kept (``lost_record``).
+  the worker streamed before it was killed are kept (``lost_record``). The next cell's worker is started
+  ahead (``WorkerPool``): it imports torch and timm while the current cell builds and counts, is paused
+  (SIGSTOP) while the current cell runs a clock-timed metric, and still measures exactly one cell.
+- ``bench.executors_parallel.ParallelExecutor`` (``--jobs N``: one cell per GPU) and
+  ``bench.executors_ray.RayExecutor`` (``--executor ray``) plug in the same way.
 - ``InProcessExecutor``: runs each cell in this process (tests): no isolation, the same records.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -50,6 +56,11 @@ DRAIN_S = 1.0
 #: How long to wait for a worker to be reaped after it ends or is killed: SIGKILL ends it at once; this only
 #: bounds a process stuck in the kernel (uninterruptible I/O), which must not hang the whole run.
 JOIN_S = 10.0
+#: How a worker starts: "warm" (default) starts the next cell's worker ahead (``WorkerPool``); "spawn" starts
+#: each worker once its cell is due (the start before issue 15; ``benchmarks/worker_start.py`` times both).
+WORKER_STARTS = ("warm", "spawn")
+#: Environment variable that selects the worker start (a benchmark and debugging switch; default "warm").
+WORKER_START_ENV = "AIGC_BENCH_WORKER_START"
 
 
 class CellDone(NamedTuple):
@@ -108,10 +119,16 @@ class SerialExecutor:
 
 
 class LocalProcessExecutor(SerialExecutor):
-    """Each cell in a fresh spawned worker process, one at a time (``measure_in_subprocess``)."""
+    """Each cell in a fresh spawned worker process, one at a time (``measure_in_subprocess``); the next
+    cell's worker is started ahead while cells remain (``start="warm"``, see ``WorkerPool``)."""
 
-    def __init__(self) -> None:
-        super().__init__(measure_in_subprocess)
+    def __init__(self, start: str | None = None) -> None:
+        self._pool = WorkerPool(start)
+        super().__init__(lambda cell, on_event: self._pool.measure(cell, on_event, more=bool(self._pending)))
+
+    def close(self) -> None:
+        super().close()
+        self._pool.close()
 
 
 class InProcessExecutor(SerialExecutor):
@@ -174,17 +191,19 @@ def watch_worker(
     timeout_s: float,
     on_phase: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    stop: Callable[[], bool] | None = None,
 ) -> WorkerOutcome:
     """Read a worker's messages (``bench.worker.child_main``) until its record arrives, it dies, or a limit fires.
 
     ``get(timeout)`` returns the next message or raises ``queue.Empty``; ``alive()`` says whether the worker
-    still runs. Any message is progress: the stall clock restarts (``limit_fired``).
+    still runs. Any message is progress: the stall clock restarts (``limit_fired``). ``stop()`` true ends the
+    watch at once (``fired`` "cancelled": the executor is closing from another thread).
     """
     out = WorkerOutcome()
     t0 = heard = clock()
     while out.record is None:
         now = clock()
-        out.fired = limit_fired(now - t0, now - heard, timeout_s)
+        out.fired = "cancelled" if stop is not None and stop() else limit_fired(now - t0, now - heard, timeout_s)
         if out.fired:
             break
         wait = min(heard + timeout_s, t0 + HARD_CAP_FACTOR * timeout_s) - now
@@ -233,7 +252,15 @@ def lost_record(cell: CellSpec, out: WorkerOutcome, exitcode: int | None) -> dic
     return rec
 
 
-def measure_in_subprocess(cell: CellSpec, on_event: EventCallback | None = None) -> dict[str, Any]:
+def measure_in_subprocess(
+    cell: CellSpec,
+    on_event: EventCallback | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    worker: WarmWorker | None = None,
+    on_phase: Callable[[str], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
     """Run one cell in a fresh spawned process under its stall timeout and hard cap; never raises.
 
     The worker streams its phases and each metric's values as they complete; a worker killed for a
@@ -242,18 +269,32 @@ def measure_in_subprocess(cell: CellSpec, on_event: EventCallback | None = None)
     the worker before it propagates; a driver killed outright takes the worker with it
     (``bench.worker.die_with_parent``: the kernel's signal is tied to the thread that starts the worker,
     which waits here for as long as the worker lives).
-    """
-    ctx = mp.get_context("spawn")  # fork would inherit the parent's memory and threads
-    q = ctx.Queue()
-    from bench.worker import child_main
 
-    proc = ctx.Process(target=child_main, args=(cell, q, os.getpid()), daemon=True)
+    ``env``: variables the worker sets first (its GPU: ``CUDA_VISIBLE_DEVICES``); ``worker``: a pre-started
+    ``WarmWorker`` to hand the cell to (else one is spawned now); ``on_phase(text)`` hears each phase (the
+    pool pauses its spare during timed metrics); ``stop()`` true kills the worker (a closing executor).
+    """
     t0 = time.monotonic()
-    proc.start()
+    if worker is None:
+        ctx = mp.get_context("spawn")  # fork would inherit the parent's memory and threads
+        q = ctx.Queue()
+        from bench.worker import child_main
+
+        proc = ctx.Process(target=child_main, args=(cell, q, os.getpid(), env), daemon=True)
+        proc.start()
+    else:
+        q, proc = worker.queue, worker.proc
+        worker.give(cell, env)
     out = WorkerOutcome()
     try:
-        on_phase = (lambda text: on_event("phase", cell, text)) if on_event else None
-        out = watch_worker(lambda t: q.get(timeout=t), proc.is_alive, cell.profile.timeout_s, on_phase)
+
+        def phase(text: str) -> None:
+            if on_phase:
+                on_phase(text)
+            if on_event:
+                on_event("phase", cell, text)
+
+        out = watch_worker(lambda t: q.get(timeout=t), proc.is_alive, cell.profile.timeout_s, phase, stop=stop)
     finally:
         if out.record is None and proc.is_alive():
             proc.kill()
@@ -264,3 +305,115 @@ def measure_in_subprocess(cell: CellSpec, on_event: EventCallback | None = None)
     rec = lost_record(cell, out, proc.exitcode)
     rec["duration_s"] = round(time.monotonic() - t0, 3)
     return rec
+
+
+# --- workers started ahead ---------------------------------------------------------------------------------
+
+
+class WarmWorker:
+    """A spawned worker that imports what measuring needs at once (``bench.worker.warm_main``), then waits
+    for exactly one cell; it dies with this process like any worker. ``pause``/``resume`` stop and continue it."""
+
+    def __init__(self) -> None:
+        from bench.worker import warm_main
+
+        ctx = mp.get_context("spawn")
+        self.inbox, self.queue = ctx.Queue(), ctx.Queue()
+        self.proc = ctx.Process(target=warm_main, args=(self.inbox, self.queue, os.getpid()), daemon=True)
+        self.proc.start()
+        self.paused = False
+
+    def _signal(self, sig: int) -> None:
+        try:
+            if self.proc.is_alive():
+                os.kill(self.proc.pid, sig)
+        except (ProcessLookupError, ValueError):  # it ended (or was closed) in between
+            pass
+
+    def pause(self) -> None:
+        if not self.paused:
+            self._signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            self._signal(signal.SIGCONT)
+            self.paused = False
+
+    def give(self, cell: CellSpec, env: dict[str, str] | None = None) -> None:
+        """Hand the worker its one cell (it runs on at once)."""
+        self.resume()
+        self.inbox.put((cell, dict(env or {})))
+
+    def discard(self) -> None:
+        """End a worker that got no cell."""
+        if self.proc.is_alive():
+            self.proc.kill()  # SIGKILL ends a stopped process too
+        self.proc.join(timeout=JOIN_S)
+        self.inbox.close()
+        self.queue.close()
+
+
+@functools.cache
+def timed_metrics() -> frozenset[str]:
+    """Names of the metrics with a clock-timed column (``bench.catalogue.timed``): a spare worker importing
+    during one of these would take CPU from the timed loop, so the pool pauses it."""
+    from bench import catalogue
+
+    return frozenset(d.name for d in catalogue.metrics() if any(catalogue.timed(c.name) for c in d.columns))
+
+
+@functools.cache
+def untimed_phases() -> frozenset[str]:
+    """Phases during which a spare may import: building the model and every metric not clock-timed."""
+    from bench import catalogue
+
+    return frozenset({"start", "build", *(d.name for d in catalogue.metrics())} - timed_metrics())
+
+
+def worker_start(start: str | None = None) -> str:
+    """The worker start in force: ``start``, else ``$AIGC_BENCH_WORKER_START``, else "warm"."""
+    from bench.errors import UnknownNameError
+
+    got = start or os.environ.get(WORKER_START_ENV) or "warm"
+    if got not in WORKER_STARTS:
+        raise UnknownNameError("worker start", got, WORKER_STARTS)
+    return got
+
+
+class WorkerPool:
+    """Keeps one spare worker started ahead for the next cell of one lane (a device slot), so a cell no
+    longer waits ~2.5 s for torch and timm to import.
+
+    Latency fidelity: the spare imports only while the running cell is in an untimed phase (build, params,
+    MACs, memory) and is stopped (SIGSTOP) while it runs a clock-timed metric; a stopped process takes no
+    CPU and does not count in the load average. Memory fidelity: the spare is a fresh spawned process, so a
+    cell's baseline (after the same imports) is what it was. ``start="spawn"`` is the old start.
+    """
+
+    def __init__(self, start: str | None = None) -> None:
+        self.start = worker_start(start)
+        self._spare: WarmWorker | None = None
+
+    def measure(self, cell: CellSpec, on_event: EventCallback | None = None, *, more: bool = False,
+                env: dict[str, str] | None = None, stop: Callable[[], bool] | None = None) -> dict[str, Any]:  # fmt: skip
+        """Measure ``cell`` in the spare (or a new worker); start the next spare when ``more`` cells follow."""
+        if self.start == "spawn":
+            return measure_in_subprocess(cell, on_event, env=env, stop=stop)
+        worker, self._spare = self._spare or WarmWorker(), None
+        if more:
+            self._spare = WarmWorker()
+        return measure_in_subprocess(cell, on_event, env=env, worker=worker, on_phase=self._pace, stop=stop)
+
+    def _pace(self, phase: str) -> None:
+        if self._spare is None:
+            return
+        if phase in timed_metrics():
+            self._spare.pause()
+        elif phase in untimed_phases():  # any other text (a metric's own progress) keeps the state
+            self._spare.resume()
+
+    def close(self) -> None:
+        if self._spare is not None:
+            self._spare.discard()
+            self._spare = None

@@ -12,10 +12,17 @@ shows by how much, a warning is logged, and the suite's tests fail on it.
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.util
+import json
 import logging
+import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import asdict, fields, replace
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from bench.build import build_model, count_params, load_callable
@@ -126,7 +133,7 @@ def resolve_tier(tier: Tier) -> tuple[Variant, ...]:
     Model names are unique within the tier: families whose default names collide (two families on one
     builder) are told apart as ``name@family``; a collision that remains is a ``UsageError``.
     """
-    variants = [_resolve(spec, tier) for spec in tier.variants]
+    variants = _cached_resolve(tier)
     names = Counter(v.model for v in variants)
     variants = [replace(v, model=f"{v.model}@{v.family}") if names[v.model] > 1 else v for v in variants]
     seen: dict[str, str] = {}
@@ -205,3 +212,131 @@ def _fmt(value: Any) -> str:
 @functools.cache
 def _derive_fn(path: str) -> Callable[[Any], dict[str, Any]]:
     return load_callable(path, "knob derive")
+
+
+# --- resolved variants cached on disk ----------------------------------------------------------------------
+# Resolving a suite builds a few configurations per knob family (about 7 s for cv-backbones on 2 cores), and
+# every run needs every tier resolved for its suite hash. The result depends only on the tier's declaration
+# and the code that builds and counts, so it is cached per tier under a key of both.
+
+#: Where resolved tiers are cached; empty, "0" or "off" turns the cache off. Default:
+#: ``$XDG_CACHE_HOME/aigc-bench/resolved`` (``~/.cache/...``).
+CACHE_ENV = "AIGC_BENCH_CACHE_DIR"
+#: Bumped when the cached file's layout or the solver's meaning changes: older entries are not read.
+CACHE_FORMAT = 1
+#: A cached file larger than this is not read (a tier resolves to a few kB): never load a stray big file.
+MAX_CACHE_BYTES = 1_000_000
+
+
+def cache_dir() -> Path | None:
+    """The folder of resolved tiers, or None when the cache is off (``AIGC_BENCH_CACHE_DIR``)."""
+    got = os.environ.get(CACHE_ENV)
+    if got is not None:
+        return None if got.strip() in ("", "0", "off") else Path(got)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "aigc-bench" / "resolved"
+
+
+def _source_digest(target: str) -> str:
+    """What the code behind ``module:function`` (or ``timm:name``) is: the module file's hash, or the
+    package's version; "?" when it cannot be found (the key then changes with nothing, which is safe: the
+    versions of torch, timm and aigc-bench are in the key too)."""
+    module = target.partition(":")[0]
+    if module == "timm":
+        return f"timm=={_version('timm')}"
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return "?"
+    origin = getattr(spec, "origin", None)
+    try:
+        return hashlib.sha256(Path(origin).read_bytes()).hexdigest() if origin else "?"
+    except OSError:
+        return "?"
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def _own_code_digest(with_flops: bool) -> str:
+    """Hash of the sizing and building code (and of the MAC counter, for tiers sized on MACs)."""
+    here = Path(__file__).resolve().parent
+    files = [here / "sizing.py", here / "build.py", here / "spec.py"]
+    if with_flops:
+        files += sorted((here / "flops").rglob("*.py"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(tier: Tier) -> str:
+    """The key of a tier's resolved variants: its declaration, the code that builds and counts its models
+    (builder and derive modules, ``bench.sizing``/``build``/``spec``, the MAC counter when a family sizes on
+    MACs) and the versions of torch, timm and aigc-bench."""
+    targets = {v.builder for v in tier.variants} | {v.knob.derive for v in tier.variants if v.knob and v.knob.derive}
+    blob = {
+        "format": CACHE_FORMAT,
+        "tier": asdict(tier),
+        "sources": {t: _source_digest(t) for t in sorted(targets)},
+        "code": _own_code_digest(any(v.target == "macs" for v in tier.variants)),
+        "versions": {d: _version(d) for d in ("torch", "timm", "aigc-bench")},
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=repr).encode()).hexdigest()[:32]
+
+
+def _tuples(x: Any) -> Any:
+    """JSON lists back to the tuples ``freeze`` made of every sequence in a variant."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+def _decode(doc: Any) -> list[Variant] | None:
+    names = {f.name for f in fields(Variant)}
+    if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT or not isinstance(doc.get("variants"), list):
+        return None
+    out = []
+    for v in doc["variants"]:
+        if not isinstance(v, dict) or set(v) != names:
+            return None
+        out.append(Variant(**{k: _tuples(x) for k, x in v.items()}))
+    return out
+
+
+def _cached_resolve(tier: Tier) -> list[Variant]:
+    """``_resolve`` of every variant of ``tier``, read from the cache when there (``cache_key``), else
+    resolved and stored. A cache entry that cannot be read, or would not give back the same variants, is
+    ignored: the cache only ever saves time."""
+    folder = cache_dir()
+    path = folder / f"{cache_key(tier)}.json" if folder is not None else None
+    if path is not None:
+        try:
+            if path.stat().st_size <= MAX_CACHE_BYTES:
+                got = _decode(json.loads(path.read_text(encoding="utf-8")))
+                if got is not None and [v.family for v in got] == [s.family for s in tier.variants]:
+                    return got
+        except (OSError, ValueError, TypeError):
+            pass
+    variants = [_resolve(spec, tier) for spec in tier.variants]
+    if path is not None:
+        _store(path, variants)
+    return variants
+
+
+def _store(path: Path, variants: list[Variant]) -> None:
+    doc = {"format": CACHE_FORMAT, "variants": [asdict(v) for v in variants]}
+    try:
+        text = json.dumps(doc, sort_keys=True)
+        if _decode(json.loads(text)) != variants:  # a value JSON cannot carry exactly: do not cache this tier
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)  # atomic: a concurrent run reads the old entry or the new, never half
+    except (OSError, TypeError, ValueError) as e:
+        logger.debug("resolved variants not cached (%s)", e)

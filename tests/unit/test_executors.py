@@ -119,11 +119,12 @@ def test_a_bad_selection_still_closes_the_executor(tmp_path: Path) -> None:
 def test_the_default_executor_measures_each_cell_in_a_worker_process(tmp_path, monkeypatch) -> None:
     seen: list[str] = []
 
-    def in_subprocess(cell, on_event):
+    def in_subprocess(cell, on_event, **how):
         seen.append(cell.key.family)
         return _record(cell, 1)
 
     monkeypatch.setattr(executors, "measure_in_subprocess", in_subprocess)
+    monkeypatch.setattr(executors, "WarmWorker", lambda: type("Idle", (), {"discard": lambda self: None})())
     runner.run(toy_suite(LIN, WIDE), SETTINGS, tmp_path)
     assert seen == ["linear", "wide"]
 
