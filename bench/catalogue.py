@@ -23,7 +23,7 @@ best direction), the tidy CSV its leading columns, ``compare`` its checks and ``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -121,6 +121,9 @@ class MetricDecl:
     columns: tuple[Column, ...] = ()
     needs: tuple[str, ...] = ()
     order: float = DEFAULT_ORDER
+    #: a derived metric (``derived_metric``): ``(values, run) -> dict``, computed from stored values when results
+    #: are read, never run by the worker
+    derive: Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]] | None = None
 
 
 _declared: dict[str, MetricDecl] = {}
@@ -128,13 +131,13 @@ _version = [0]  # bumped on every declaration: cached views rebuild
 
 
 def declare(name: str, columns: Sequence[Column] = (), needs: Sequence[str] = (),
-            order: float = DEFAULT_ORDER) -> MetricDecl:  # fmt: skip
-    """Record metric ``name`` 's columns (``bench.registry.register_metric`` calls this)."""
+            order: float = DEFAULT_ORDER, derive: Any = None) -> MetricDecl:  # fmt: skip
+    """Record metric ``name`` 's columns (``bench.registry.register_metric`` and ``derived_metric`` call this)."""
     for c in columns:
         other = producer(c.name, load=False)
         if other is not None and other != name:
             raise ValueError(f"column {c.name!r} of metric {name!r} is already produced by metric {other!r}")
-    decl = MetricDecl(name, tuple(replace(c, metric=name, order=order) for c in columns), tuple(needs), order)
+    decl = MetricDecl(name, tuple(replace(c, metric=name, order=order) for c in columns), tuple(needs), order, derive)
     _declared[name] = decl
     _version[0] += 1
     return decl
@@ -263,3 +266,45 @@ def _needs(name: str) -> tuple[str, ...]:
 def missing_needs(name: str, results: Any) -> list[str]:
     """The columns metric ``name`` needs that ``results`` (the cell's values so far) lacks or holds as None."""
     return [c for c in _needs(name) if results.get(c) is None]
+
+
+# --- derived metrics: computed from stored values when results are read ------------------------------------
+
+
+def derived_metric(name: str, *, columns: Sequence[Column], needs: Sequence[str] = (),
+                   order: float = DEFAULT_ORDER) -> Callable[[Any], Any]:  # fmt: skip
+    """Declare a metric computed from a cell's stored values and its run, never measured by the worker.
+
+    The function is ``(values, run) -> dict``: ``values`` holds the cell's metrics (those it ``needs`` are
+    there, not None) and the values of derived metrics declared before it; ``run`` is the run document
+    (``env``, ``settings``...). Readers call :func:`derive` on every stored cell, so old runs get the
+    columns on re-report. Returns the function unchanged.
+    """
+
+    def deco(fn: Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]) -> Any:
+        declare(name, columns, needs, order, derive=fn)
+        return fn
+
+    return deco
+
+
+def derived() -> list[MetricDecl]:
+    """The derived metrics, each after those whose columns it needs."""
+    decls = {d.name: d for d in metrics() if d.derive is not None}
+    return [decls[n] for n in run_order(decls)]
+
+
+def derive(values: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
+    """Every derived metric's values for one cell (``values``: its stored metrics; None for missing ones).
+
+    A derived metric whose needs are missing gives nothing; its columns are then absent, never zero.
+    """
+    seen = dict(values)
+    out: dict[str, Any] = {}
+    for d in derived():
+        if missing_needs(d.name, seen):
+            continue
+        got = dict(d.derive(seen, run))  # type: ignore[misc]
+        seen.update(got)
+        out.update(got)
+    return out
