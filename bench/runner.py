@@ -67,6 +67,7 @@ class RunSettings:
     families: tuple[str, ...] | None = None  # None: all
     extra: tuple[tuple[str, Any], ...] = ()  # per-run values metrics read (accuracy: ``data``, ``weights``)
     allocator: str = "steady"  # malloc regime of every worker: steady | system (bench.allocator)
+    peak_budget_s: float = 0.0  # > 0: measure the machine peak per device first, ~this long each (bench.peak)
 
 
 @dataclass
@@ -308,6 +309,12 @@ def open_run(suite: Suite, settings: RunSettings, cells: Sequence[CellSpec], out
                 )
             return writer
         log.info("nothing to resume in %s; starting a new run", out_dir)
+    if settings.peak_budget_s > 0:  # before any cell, on the quiet machine; stored with the environment
+        from bench.peak import measure_run_peak
+
+        settings_ = header["settings"]
+        header["env"]["peak"] = measure_run_peak(settings_["devices"], settings_["dtypes"], settings.threads,
+                                                 settings.peak_budget_s)  # fmt: skip
     path = reserve_path(out_dir, suite.name, datetime.now(timezone.utc))
     header["run_id"] = f"{path.stem}-{shash[:RUN_ID_HASH_CHARS]}"
     return RunWriter(path, header)

@@ -20,6 +20,9 @@ from bench.spec import DEVICES, DTYPES, Suite
 #: ``--out`` when not given; its reports go to ``DEFAULT_REPORTS`` (results/ and reports/ side by side)
 DEFAULT_OUT = Path("results")
 DEFAULT_REPORTS = Path("reports")
+#: ``--peak-budget`` when not given, and its bound (seconds per device)
+DEFAULT_PEAK_BUDGET_S = 5.0
+MAX_PEAK_BUDGET_S = 60.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="malloc regime of the measurements: steady (default; glibc keeps freed memory, as jemalloc/"
                         "tcmalloc do: steady between processes) or system (malloc untouched, as torch.utils.benchmark "
                         "and a user's own process see it); recorded, and compare refuses to mix them")  # fmt: skip
+    p.add_argument("--peak-budget", default=DEFAULT_PEAK_BUDGET_S, type=_peak_budget, metavar="S",
+                   help=f"seconds per device to measure the machine's GEMM and memory-bandwidth peak before the "
+                        f"cells (MFU, roofline; docs/efficiency.md); 0 = not measured (default {DEFAULT_PEAK_BUDGET_S:g})")  # fmt: skip
     p.add_argument("--tier", default=None, type=name_list, help="only these tiers (comma list)")
     p.add_argument("--family", default=None, type=name_list, help="only these families (comma list)")
     p.add_argument("--shard", default=None, help="run shard K of N (e.g. 2/4): a deterministic 1/N of the cells")
@@ -99,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         families=args.family,
         extra=extra,
         allocator=args.allocator,
+        peak_budget_s=args.peak_budget,
     )
     cells = runner.expand(suite, settings)  # bad names fail here, before any file is written
     _check_writable(out_dir, "output")
@@ -137,6 +144,17 @@ def _run(args: argparse.Namespace) -> int:
         out.print(f"[red]{failed} of {len(result.records)} cells failed[/red] (exit {EXIT_CELLS_FAILED})")
         return EXIT_CELLS_FAILED
     return EXIT_OK
+
+
+def _peak_budget(text: str) -> float:
+    """``--peak-budget``: seconds, 0 to 60."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (0 to {MAX_PEAK_BUDGET_S:g}), got {text[:40]!r}") from None
+    if not 0 <= value <= MAX_PEAK_BUDGET_S:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected seconds (0 to {MAX_PEAK_BUDGET_S:g}), got {text[:40]!r}")
+    return value
 
 
 def _accuracy_extra(args: argparse.Namespace, suite: Suite) -> tuple[tuple[str, str], ...]:
