@@ -85,7 +85,8 @@ def _param(key: CellKey) -> str:
     parts = [key.tier, key.model, key.device, key.dtype, f"b{key.batch_size}", "x".join(map(str, key.input_shape))]
     if key.seq_len is not None:
         parts.append(f"T{key.seq_len}")
-    return "-".join([*parts, key.mode])
+    extra = [key.execution] if key.execution != "eager" else []  # eager: the names of runs before executions
+    return "-".join([*parts, key.mode, *extra])
 
 
 def to_pytest_benchmark(doc: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

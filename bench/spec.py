@@ -154,6 +154,8 @@ class Profile:
     modes: tuple[str, ...] = ("infer",)
     seq_lens: tuple[int, ...] = ()
     metrics: tuple[str, ...] = ("params", "flops", "memory", "latency")
+    # How each cell's model runs (``bench.execution``; docs/executions.md): eager, compile, channels_last, ...
+    executions: tuple[str, ...] = ("eager",)
     warmup_s: float = 0.5  # at most this long (or until stable) before measuring
     min_run_time_s: float = 1.0  # measurement window per cell
     max_samples: int = 2000
@@ -224,12 +226,30 @@ class Suite:
         d = asdict(self)
         for name in self.VIEW_FIELDS:
             del d[name]
+        # Profiles that run other executions than eager are left out, and eager profiles store no ``executions``:
+        # the definition and its hash stay those of the runs made before executions existed. A run of such a
+        # profile stores its executions in its settings (``bench.runner.open_run``).
+        d["profiles"] = [
+            _eager_profile(p) for p in d["profiles"] if tuple(p.get("executions") or EAGER_ONLY) == EAGER_ONLY
+        ]
         return _jsonable(d)
+
+
+#: the executions of a profile that runs the model as built (``Profile.executions``' default)
+EAGER_ONLY: tuple[str, ...] = ("eager",)
+
+
+def _eager_profile(p: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in p.items() if k != "executions"}
 
 
 @dataclass(frozen=True, order=True)
 class CellKey:
-    """What one cell measured: the join key of results, comparisons and reports."""
+    """What one cell measured: the join key of results, comparisons and reports.
+
+    ``execution`` (``bench.execution``): how the model ran. ``eager`` is the default and is left out of the
+    id and of the stored key, so cells measured before executions existed keep their ids and records.
+    """
 
     suite: str
     tier: str
@@ -241,6 +261,7 @@ class CellKey:
     input_shape: tuple[int, ...]
     seq_len: int | None = None
     mode: str = "infer"
+    execution: str = "eager"
 
     @property
     def id(self) -> str:
@@ -258,11 +279,15 @@ class CellKey:
         if self.seq_len is not None:
             parts.append(f"T{self.seq_len}")
         parts.append(self.mode)
+        if self.execution != "eager":
+            parts.append(self.execution)
         return "/".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
+        if self.execution == "eager":  # as stored before executions existed
+            del d["execution"]
         return d
 
     @classmethod
@@ -270,6 +295,7 @@ class CellKey:
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["input_shape"] = tuple(kw.get("input_shape") or ())
+        kw["execution"] = kw.get("execution") or "eager"  # a record or frame row from before executions
         return cls(**kw)
 
 

@@ -41,3 +41,5 @@ class MetricContext:
     # The values the cell's earlier metrics returned (read-only; the worker updates it after each metric):
     # what a derived metric reads, e.g. ``ctx.results["macs"]`` (its ``needs`` run first).
     results: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # The cell's execution as applied (``bench.execution.Applied``): set by the worker; None: eager as given.
+    execution: Any = None

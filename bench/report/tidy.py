@@ -62,9 +62,12 @@ def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
     df["input_shape"] = ["x".join(map(str, s or ())) for s in df["input_shape"]]
     df["seq_len"] = pd.array([opt_int(v) for v in df["seq_len"]], dtype="Int64")
     df["batch_size"] = df["batch_size"].astype("int64")
-    skip = set(_TIDY_DROP) | {c for c in df.columns if c.startswith("_") or c.endswith("_samples")}
+    skip = set(_TIDY_DROP) | {"execution"} | {c for c in df.columns if c.startswith("_") or c.endswith("_samples")}
     present = [c for c in df.columns if c not in skip]
-    first = list(TIDY_FIRST) + [c for c in (*TIDY_ALWAYS, *leading) if c in present or c in TIDY_ALWAYS]
+    # ``execution`` only when some cell ran other than eager: eager-only runs keep the CSV they had before
+    df["execution"] = [e if isinstance(e, str) and e else "eager" for e in df.get("execution", ["eager"] * len(df))]
+    key = [c for c in TIDY_FIRST if c != "execution" or (df["execution"] != "eager").any()]
+    first = key + [c for c in (*TIDY_ALWAYS, *leading) if c in present or c in TIDY_ALWAYS]
     first = list(dict.fromkeys(first))
     last = [c for c in TIDY_LAST if c in present or c == "run_id"]
     extra = sorted(c for c in present if c not in first and c not in last)

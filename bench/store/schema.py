@@ -179,6 +179,35 @@ def _check_env(c: _Check, env: Any) -> None:
     for f in _ENV_INTS:
         c.integer(f"env.{f}", env.get(f), null=True)
     c.free("env", env)
+    _check_peak(c, env.get("peak"))
+
+
+def _check_peak(c: _Check, peak: Any) -> None:
+    """``env.peak`` (``bench.peak``): per device, GEMM GFLOP/s per dtype and bandwidth GB/s, with raw samples."""
+    c.obj("env.peak", peak, null=True)
+    for device, entry in (peak or {}).items():
+        at = f"env.peak.{device}"
+        c.obj(at, entry)
+        c.string(f"{at}.error", entry.get("error"), null=True)
+        c.integer(f"{at}.threads", entry.get("threads"), null=True, low=1)
+        gemm = entry.get("gemm")
+        c.obj(f"{at}.gemm", gemm, null=True)
+        for dtype, g in (gemm or {}).items():
+            c.obj(f"{at}.gemm.{dtype}", g)
+            c.number(f"{at}.gemm.{dtype}.gflops", g.get("gflops"), null=True)
+            sizes = g.get("sizes")
+            if sizes is not None and not isinstance(sizes, list):
+                c.fail(f"{at}.gemm.{dtype}.sizes", "a list", sizes)
+            for i, size in enumerate(sizes or ()):
+                c.obj(f"{at}.gemm.{dtype}.sizes[{i}]", size)
+                c.samples(f"{at}.gemm.{dtype}.sizes[{i}].samples", size.get("samples", []), timing=True)
+        bw = entry.get("bandwidth")
+        c.obj(f"{at}.bandwidth", bw, null=True)
+        c.number(f"{at}.bandwidth.gbs", (bw or {}).get("gbs"), null=True)
+        for kernel in ("copy", "triad"):
+            k = (bw or {}).get(kernel)
+            c.obj(f"{at}.bandwidth.{kernel}", k, null=True)
+            c.samples(f"{at}.bandwidth.{kernel}.samples", (k or {}).get("samples", []), timing=True)
 
 
 def _check_settings(c: _Check, s: Any) -> None:
@@ -211,6 +240,7 @@ def _check_record(c: _Check, i: int, r: Any) -> None:
     for f in ("suite", "tier", "family", "model", "device", "dtype"):
         c.string(f"{at}.key.{f}", key[f], empty=False)
     c.string(f"{at}.key.mode", key.get("mode"), null=True, empty=False)
+    c.string(f"{at}.key.execution", key.get("execution"), null=True, empty=False)  # absent: eager (bench.execution)
     c.integer(f"{at}.key.batch_size", key["batch_size"], low=1)
     c.integers(f"{at}.key.input_shape", key["input_shape"], low=0)
     c.integer(f"{at}.key.seq_len", key.get("seq_len"), null=True, low=1)

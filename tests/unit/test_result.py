@@ -24,7 +24,7 @@ def test_status_values_are_the_schema_s() -> None:
 
 def test_key_fields_are_the_cell_key_s() -> None:
     assert KEY_FIELDS == ("suite", "tier", "family", "model", "device", "dtype", "batch_size", "input_shape",
-                          "seq_len", "mode")  # fmt: skip
+                          "seq_len", "mode", "execution")  # fmt: skip
 
 
 @pytest.mark.parametrize("path", PUBLISHED, ids=lambda p: p.parent.name)
