@@ -46,34 +46,44 @@ def estimate_remaining_s(seconds_by_kind: Mapping[str, Sequence[float]], left: I
 class EtaEstimator:
     """The run's remaining time from the cells left and the durations of those finished, by kind.
 
-    Feed it the runner's events (``on_event``); ``remaining_s()`` counts the running cell as its estimate
-    less the time it has run (never below zero). ``clock`` is injectable for tests.
+    Feed it the runner's events (``on_event``); ``remaining_s()`` counts each running cell as its estimate
+    less the time it has run (never below zero). With several cells in flight (``--jobs``, Ray) the cells
+    left are spread over ``parallel`` lanes: the sum is divided by it. ``clock`` is injectable for tests.
     """
 
-    def __init__(self, cells: Iterable[CellSpec], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cells: Iterable[CellSpec], clock: Callable[[], float] = time.monotonic,
+                 parallel: int = 1) -> None:  # fmt: skip
         self._clock = clock
+        self._parallel = max(1, parallel)
         self._left: dict[str, str] = {c.key.id: cell_kind(c) for c in cells}  # cell id -> kind, not finished
         self._seconds: dict[str, list[float]] = defaultdict(list)
-        self._running: tuple[str, float] | None = None  # (cell id, started at)
+        self._running: dict[str, float] = {}  # cell id -> started at
 
     def on_event(self, event: str, cell: CellSpec, payload: Any) -> None:
         cid = cell.key.id
         if event == "start":
-            self._running = (cid, self._clock())
+            self._running[cid] = self._clock()
         elif event in ("done", "resumed"):
             kind = self._left.pop(cid, cell_kind(cell))
             status = payload.get("status") if isinstance(payload, Mapping) else None
+            started = self._running.pop(cid, None)
             # A skipped cell ends at once: its time says nothing about the cells that run.
-            if event == "done" and self._running and self._running[0] == cid and status != "skipped":
-                self._seconds[kind].append(self._clock() - self._running[1])
-            if self._running and self._running[0] == cid:
-                self._running = None
+            if event == "done" and started is not None and status != "skipped":
+                self._seconds[kind].append(self._clock() - started)
+
+    @property
+    def running(self) -> int:
+        """How many cells are in flight now."""
+        return len(self._running)
 
     def remaining_s(self) -> float | None:
         """Estimated seconds to the end of the run, or None before any cell has finished."""
-        running = self._running[0] if self._running else None
-        rest = estimate_remaining_s(self._seconds, (k for cid, k in self._left.items() if cid != running))
-        if rest is None or running is None or running not in self._left:
-            return rest
-        current = estimate_remaining_s(self._seconds, [self._left[running]]) or 0.0
-        return rest + max(0.0, current - (self._clock() - self._running[1]))
+        rest = estimate_remaining_s(self._seconds, (k for cid, k in self._left.items() if cid not in self._running))
+        if rest is None:
+            return None
+        now = self._clock()
+        for cid, started in self._running.items():
+            if cid in self._left:
+                current = estimate_remaining_s(self._seconds, [self._left[cid]]) or 0.0
+                rest += max(0.0, current - (now - started))
+        return rest / self._parallel
