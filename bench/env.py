@@ -204,3 +204,27 @@ def available_devices() -> list[str]:
     import torch
 
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def gpu_ids() -> list[str]:
+    """The GPUs a run may hand out one per worker (``--jobs``): the entries of ``CUDA_VISIBLE_DEVICES`` when
+    the driver was given one (ids or UUIDs), else ``0..device_count-1``; empty without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if shown is not None:
+        return [x.strip() for x in shown.split(",") if x.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def host_fingerprint() -> dict[str, Any]:
+    """The part of the fingerprint that tells one host (and its GPUs) from another, taken where a cell runs
+    (a Ray worker on another node): stored per record, so cells measured on different hardware are told apart."""
+    fp = fingerprint()
+    keep = ("host", "os", "python", "torch", "timm", "aigc_bench", "git_commit", "cpu_model", "cpu_cores",
+            "cpu_affinity", "memory_gb", "mkldnn", "cuda", "gpu_name", "gpu_count", "gpu_driver", "cudnn")  # fmt: skip
+    out = {k: fp[k] for k in keep}
+    out["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return out
