@@ -264,3 +264,26 @@ def fresh_dynamo() -> None:
 
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
+
+
+def first_call_first(metrics: Sequence[str]) -> list[str]:
+    """``metrics`` with ``execution`` moved before the first metric that runs the executed model, so its
+    first call is the cold one (the others keep their order)."""
+    names = list(metrics)
+    if "execution" not in names:
+        return names
+    names.remove("execution")
+    at = next((i for i, n in enumerate(names) if n not in EAGER_METRICS), len(names))
+    return [*names[:at], "execution", *names[at:]]
+
+
+def context_for(metric: str, ctx: Any) -> Any:
+    """The metric context ``metric`` sees: the eager model and inputs for ``EAGER_METRICS`` (MACs are counted
+    on the eager graph, the same work), the executed ones for every other metric. Samples, notes and results
+    are shared with ``ctx``."""
+    from dataclasses import replace
+
+    applied = getattr(ctx, "execution", None)
+    if metric not in EAGER_METRICS or applied is None or applied.model is applied.eager_model:
+        return ctx
+    return replace(ctx, model=applied.eager_model, inputs=applied.eager_inputs)

@@ -113,6 +113,8 @@ def measure_result(
             values.update(got)
             if report_metric is not None:
                 report_metric(name, got, new_samples(ctx.samples, sent))
+        if "first_call_ms" in values and ctx.execution is not None:  # dynamo's counts over the whole cell
+            values.update(ctx.execution.counts())
     except CellSkipped as e:
         status, error = Status.SKIPPED, str(e)
     except Exception as e:  # noqa: BLE001 -- one cell's failure must never sink the run
@@ -121,6 +123,9 @@ def measure_result(
         else:
             status, error = Status.FAILED, f"{phase}: {type(e).__name__}: {_one_line(e)}"
             trace = traceback.format_exc(limit=TRACEBACK_FRAMES)
+    finally:
+        if ctx is not None and ctx.execution is not None:
+            ctx.execution.close()  # dynamo's counters as they were (an in-process run's caller)
     # A skipped or failed cell keeps no samples or notes of its own (as before), only its metrics so far.
     kept = ctx is not None and status is Status.OK
     values.update(verdict_metrics(values))  # valid / invalid / unknown (bench.validity)
@@ -178,30 +183,41 @@ def _context(cell: CellSpec, report_phase: Any, baseline: dict[str, Any]) -> Any
     import torch
 
     from bench.build import build_model
+    from bench.execution import NotApplicable, apply, check_applicable, weights_dtype
     from bench.inputs import torch_dtype
     from bench.metrics import MetricContext
     from bench.registry import INPUTS
 
     check_dtype_supported(cell.key.device, cell.key.dtype)
     device = torch.device(cell.key.device)
-    dtype = torch_dtype(cell.key.dtype)
+    try:  # an execution this cell cannot run (channels_last without images, CUDA graphs on CPU): skipped
+        check_applicable(cell.key.execution, device.type)
+    except NotApplicable as e:
+        raise CellSkipped(str(e)) from None
+    dtype = torch_dtype(weights_dtype(cell.key.execution, cell.key.dtype))  # fp32 under autocast
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         baseline["cuda_allocated_bytes"] = torch.cuda.memory_allocated()
     report_phase("build")
     model = build_model(cell.variant).to(device=device, dtype=dtype)
     inputs = INPUTS.get(cell.input_kind)(cell, cell.key.batch_size, device, dtype)
-    return MetricContext(cell=cell, model=model, inputs=inputs, device=device, dtype=dtype,
-                         report_phase=report_phase, baseline=baseline)  # fmt: skip
+    try:
+        applied = apply(model, inputs, cell.key.execution, device=device, dtype=cell.key.dtype)
+    except NotApplicable as e:
+        raise CellSkipped(str(e)) from None
+    return MetricContext(cell=cell, model=applied.model, inputs=applied.inputs, device=device, dtype=dtype,
+                         report_phase=report_phase, baseline=baseline, execution=applied)  # fmt: skip
 
 
 def _metric_order(cell: CellSpec) -> list[str]:
     """The profile's metrics in the order they run: the malloc regime's (``bench.allocator.metric_order``),
-    then each after the metrics it needs (``bench.catalogue.run_order``)."""
+    then each after the metrics it needs (``bench.catalogue.run_order``), the execution's first call before
+    the other metrics that run the executed model (``bench.execution.first_call_first``)."""
     from bench.allocator import metric_order
     from bench.catalogue import run_order
+    from bench.execution import first_call_first
 
-    return run_order(metric_order(cell.profile.metrics, cell.allocator))
+    return first_call_first(run_order(metric_order(cell.profile.metrics, cell.allocator)))
 
 
 def _run_metric(name: str, ctx: Any, values: Mapping[str, Any], report_phase: Any) -> dict[str, Any]:
@@ -216,7 +232,9 @@ def _run_metric(name: str, ctx: Any, values: Mapping[str, Any], report_phase: An
         return {}
     report_phase(name)
     load = load_1m()  # the load around the latency measurement goes in its record (bench.validity)
-    got = dict(METRICS.get(name)(ctx))
+    from bench.execution import context_for
+
+    got = dict(METRICS.get(name)(context_for(name, ctx)))  # counting metrics see the eager model
     got.update(latency_load(load) if name == "latency" else {})
     return got
 
