@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from bench.flops import _ops
+from bench.flops import _bytes, _ops
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,10 @@ class FlopCount:
     * ``uncounted``: op name -> calls, for ops met that have no formula and are not known to be
       work-free. Non-empty means the totals are a lower bound.
     * ``method``: ``"meta"``, ``"real"`` (asked for with ``device=None``) or ``"fallback:<why>"``.
+    * ``bytes_moved``: bytes of the distinct input and output tensors (weights included) of every op that
+      does work -- counted ops and data-movement ops (copies, cat, pad, gathers) -- at each tensor's element
+      size: the no-reuse upper bound of memory traffic (``bench.flops._bytes``; docs/efficiency.md).
+      ``bytes_by_operator``: aten op name -> bytes, largest first.
     """
 
     macs: int
@@ -45,11 +49,18 @@ class FlopCount:
     uncounted: dict[str, int] = field(default_factory=dict)
     method: str = "meta"
     seconds: float = 0.0
+    bytes_moved: int = 0
+    bytes_by_operator: dict[str, int] = field(default_factory=dict)
 
     @property
     def flops(self) -> int:
         """FLOPs of the matmul-like work: two per MAC."""
         return 2 * self.macs
+
+    @property
+    def arith_intensity(self) -> float | None:
+        """FLOPs (two per MAC) per byte moved; None when no bytes were counted."""
+        return self.flops / self.bytes_moved if self.bytes_moved else None
 
     @property
     def convention(self) -> str:
@@ -88,9 +99,11 @@ class _Tally:
         self.mac_calls: Counter[str] = Counter()  # calls that counted MACs, per op
         self.other_by_op: Counter[str] = Counter()
         self.uncounted: Counter[str] = Counter()
+        self.bytes = 0
+        self.bytes_by_op: Counter[str] = Counter()
         self._stack: list[str] = []
         self._active: tuple[str, ...] = ()
-        self._rules: dict[Any, tuple[Any, Any, bool, str]] = {}
+        self._rules: dict[Any, tuple[Any, Any, bool, str, bool]] = {}
         self._paused = 0  # > 0 while an op counted whole runs its parts
 
     @contextlib.contextmanager
@@ -121,12 +134,14 @@ class _Tally:
             return
         rule = self._rules.get(func)
         if rule is None:
-            rule = self._rules[func] = (*_ops.classify(func), _ops.op_name(func))
-        mac_f, other_f, known, name = rule
+            rule = self._rules[func] = (*_ops.classify(func), _ops.op_name(func), _bytes.moves(func))
+        mac_f, other_f, known, name, moves = rule
         if not known:
             self.uncounted[name] += 1
             return
         if mac_f is None and other_f is None:
+            if moves:  # no arithmetic, but memory read and written
+                self._add_bytes(name, args, kwargs, out)
             return
         inputs = _ops.normalize_inputs(func, args, kwargs)
         try:
@@ -145,6 +160,13 @@ class _Tally:
         if o:
             self.other += o
             self.other_by_op[name] += o
+        self._add_bytes(name, inputs, None, out)
+
+    def _add_bytes(self, name: str, args: Any, kwargs: dict[str, Any] | None, out: Any) -> None:
+        n = _bytes.op_bytes([args, list((kwargs or {}).values())], out)
+        if n:
+            self.bytes += n
+            self.bytes_by_op[name] += n
 
     def result(self, method: str, seconds: float) -> FlopCount:
         # The root holds the total, including ops run outside any tracked module.
@@ -158,4 +180,6 @@ class _Tally:
             uncounted=dict(self.uncounted.most_common()),
             method=method,
             seconds=round(seconds, 4),
+            bytes_moved=self.bytes,
+            bytes_by_operator=dict(self.bytes_by_op.most_common()),
         )

@@ -30,12 +30,16 @@ COLUMNS = (
     Column("fvcore_missed", csv=False),
     Column("fcm_missed", csv=False),
     Column("crosscheck_note", csv=False),
+    Column("bytes_moved", unit="B", description="distinct input/output/weight bytes of every op that does work, at "
+           "the cell's dtype, summed: the no-reuse upper bound of memory traffic (forward pass, whole batch)"),
+    Column("arith_intensity", unit="FLOP/B", description="flops / bytes_moved"),
+    Column("bytes_by_operator", csv=False, description="'aten::op=bytes; ...', largest first"),
 )  # fmt: skip
 
 
 @register_metric("flops", columns=COLUMNS, order=20)
 def flops_metric(ctx: MetricContext) -> dict[str, Any]:
-    """MACs, FLOPs (= 2 x MACs), other FLOPs, what could not be counted and the crosscheck.
+    """MACs, FLOPs (= 2 x MACs), other FLOPs, bytes moved, what could not be counted and the crosscheck.
 
     ``macs_flagged`` is true when ops were met that have no formula (the count is a lower bound)
     or when fvcore or FlopCounterMode differ from ours by more than 1% (usually because they
@@ -61,6 +65,9 @@ def flops_metric(ctx: MetricContext) -> dict[str, Any]:
         "fcm_missed": "",
         "fcm_diff_pct": None,
         "crosscheck_note": "",
+        "bytes_moved": count.bytes_moved,
+        "arith_intensity": count.arith_intensity,
+        "bytes_by_operator": "; ".join(f"{op}={n}" for op, n in count.bytes_by_operator.items()),
     }
     if count.uncounted:
         ctx.notes.append(f"flops: ops with no formula (MACs are a lower bound): {out['uncounted_ops']}")

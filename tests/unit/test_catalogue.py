@@ -20,10 +20,11 @@ def test_the_built_in_metrics_declare_what_readers_used_to_list() -> None:
     """The lists report, compare, export and the store hard-coded before the catalogue, now derived from it."""
     assert catalogue.csv_columns() == (
         "params", "macs", "flops", "other_flops", "macs_flagged", "fvcore_macs", "fcm_macs", "fvcore_diff_pct",
-        "fcm_diff_pct", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms",
-        "latency_iqr_ms", "latency_n", "throughput", "tokens_per_s", "compile_s", "first_call_ms", "graph_breaks",
+        "fcm_diff_pct", "bytes_moved", "arith_intensity", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
+        "latency_mean_ms", "latency_std_ms", "latency_iqr_ms", "latency_n", "throughput", "tokens_per_s",
+        "achieved_gflops", "mfu", "bandwidth_util", "attainable_gflops", "bound", "compile_s", "first_call_ms", "graph_breaks",
         "recompiles", "dtype_applied", "peak_memory_mb", "weights_mb",
-        "activations_mb", "accuracy_mean", "accuracy_std", "accuracy_ci95", "accuracy_seeds", "dataset",
+        "activations_mb", "energy_j_per_sample", "avg_power_w", "accuracy_mean", "accuracy_std", "accuracy_ci95", "accuracy_seeds", "dataset",
         "train_budget",
     )  # fmt: skip
     assert [c.compare_name for c in catalogue.judged()] == ["latency", "memory", "macs", "params", "accuracy"]
@@ -34,7 +35,7 @@ def test_the_built_in_metrics_declare_what_readers_used_to_list() -> None:
                                          "latency_p99_ms", "throughput", "peak_memory_mb")  # fmt: skip
     assert [c.name for c in catalogue.table_columns("variant")] == ["params", "macs", "accuracy_mean"]
     assert [c.header for c in catalogue.table_columns("cell")] == ["p50 (ms)", "p90 (ms)", "samples/s", "tokens/s",
-                                                                   "compile (s)", "first call (ms)",
+                                                                   "MFU", "compile (s)", "first call (ms)",
                                                                    "peak mem (MB)"]  # fmt: skip
     assert catalogue.timed("tokens_per_s") and not catalogue.timed("peak_memory_mb")
 
