@@ -33,7 +33,7 @@ from bench.executors import (  # noqa: F401
     measure_in_subprocess,
     watch_worker,
 )
-from bench.spec import DEVICES, DTYPES, CellKey, CellSpec, Profile, Suite, freeze
+from bench.spec import DEVICES, DTYPES, EAGER_ONLY, CellKey, CellSpec, Profile, Suite, freeze
 
 if TYPE_CHECKING:
     from bench.store import RunWriter
@@ -67,6 +67,7 @@ class RunSettings:
     families: tuple[str, ...] | None = None  # None: all
     extra: tuple[tuple[str, Any], ...] = ()  # per-run values metrics read (accuracy: ``data``, ``weights``)
     allocator: str = "steady"  # malloc regime of every worker: steady | system (bench.allocator)
+    executions: tuple[str, ...] | None = None  # None: the profile's (bench.execution; eager by default)
     peak_budget_s: float = 0.0  # > 0: measure the machine peak per device first, ~this long each (bench.peak)
 
 
@@ -129,7 +130,9 @@ def definition_hash(definition: dict[str, Any]) -> str:
 
 
 def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
-    """Every cell the settings select, in a stable order (tier, family, device, dtype, batch, length, mode)."""
+    """Every cell the settings select, in a stable order (tier, family, device, dtype, batch, length, mode,
+    execution). An autocast execution at fp32 runs at bf16 (``bench.execution.cell_dtype``); a cell asked for
+    twice that way is expanded once."""
     from bench.sizing import resolve_tier
 
     profile = suite.profile(settings.profile)
@@ -150,6 +153,9 @@ def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
 
         raise UnknownNameError("allocator regime", settings.allocator, REGIMES)
     batches = settings.batch_sizes or profile.batch_sizes
+    from bench.execution import cell_dtype, check_executions
+
+    executions = check_executions(settings.executions or profile.executions)
     # The run's batch sizes and dtypes ride along: a metric measured once per variant (accuracy) takes the first.
     extra = freeze({**dict(settings.extra), "batch_sizes": tuple(batches), "dtypes": tuple(dtypes)})
     acc = profile.accuracy
@@ -169,13 +175,16 @@ def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
                     for batch in batches[:1] if once else batches:
                         for seq_len in lens:
                             for mode in profile.modes[:1] if once else profile.modes:
-                                key = CellKey(suite=suite.name, tier=tier.name, family=variant.family,
-                                              model=variant.model, device=device, dtype=dtype, batch_size=batch,
-                                              input_shape=tuple(tier.input_shape), seq_len=seq_len, mode=mode)  # fmt: skip
-                                cells.append(CellSpec(key=key, variant=variant, input_kind=suite.input_kind,
-                                                      input_args=suite.input_args, profile=profile,
-                                                      threads=settings.threads, extra=extra,
-                                                      allocator=settings.allocator))  # fmt: skip
+                                for ex in executions[:1] if once else executions:
+                                    key = CellKey(suite=suite.name, tier=tier.name, family=variant.family,
+                                                  model=variant.model, device=device, dtype=cell_dtype(ex, dtype),
+                                                  batch_size=batch, input_shape=tuple(tier.input_shape),
+                                                  seq_len=seq_len, mode=mode, execution=ex)  # fmt: skip
+                                    cells.append(CellSpec(key=key, variant=variant, input_kind=suite.input_kind,
+                                                          input_args=suite.input_args, profile=profile,
+                                                          threads=settings.threads, extra=extra,
+                                                          allocator=settings.allocator))  # fmt: skip
+    cells = list({c.key.id: c for c in cells}.values())  # autocast at fp32 and at bf16 are the same cell
     if not cells:
         raise UsageError(
             f"the selection has no cells: suite {suite.name!r}, profile {profile.name!r}, tiers {', '.join(tiers)}"
@@ -270,9 +279,11 @@ def open_run(suite: Suite, settings: RunSettings, cells: Sequence[CellSpec], out
     """The writer of the run's file: the resumed one (``"latest"`` matching file, or the file given), else a
     new file under ``out_dir/<suite>/`` with the run's header."""
     from bench.env import fingerprint
+    from bench.execution import check_executions
     from bench.store import RunWriter, reserve_path, utc_now
 
     profile: Profile = suite.profile(settings.profile)
+    executions = check_executions(settings.executions or profile.executions)
     definition = suite_definition(suite)
     shash = definition_hash(definition)
     header = {
@@ -291,6 +302,8 @@ def open_run(suite: Suite, settings: RunSettings, cells: Sequence[CellSpec], out
             "families": list(settings.families) if settings.families else None,
             "shard": f"{settings.shard[0]}/{settings.shard[1]}" if settings.shard else None,
             "cells": len(cells),
+            # only when not eager alone: the settings of runs before executions existed stay as they were
+            **({"executions": list(executions)} if executions != EAGER_ONLY else {}),
         },
         "env": fingerprint(threads=settings.threads),
         "started_at": utc_now(),
@@ -339,7 +352,7 @@ def find_resumable(out_dir: Path, suite: str, shash: str, settings: dict[str, An
     folder = Path(out_dir) / suite
     if not folder.is_dir():
         return None
-    keys = ("devices", "dtypes", "batch_sizes", "threads", "allocator", "tiers", "families", "shard")
+    keys = ("devices", "dtypes", "batch_sizes", "threads", "allocator", "tiers", "families", "shard", "executions")
     for f in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             doc = load_run(f)
