@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--peak-budget", default=DEFAULT_PEAK_BUDGET_S, type=_peak_budget, metavar="S",
                    help=f"seconds per device to measure the machine's GEMM and memory-bandwidth peak before the "
                         f"cells (MFU, roofline; docs/efficiency.md); 0 = not measured (default {DEFAULT_PEAK_BUDGET_S:g})")  # fmt: skip
+    p.add_argument("--execution", default=None, type=name_list,
+                   help="comma list of how models run: eager | compile | compile-max | reduce-overhead (CUDA) | "
+                        "channels_last | autocast, or a combination such as compile+channels_last "
+                        "(default: the profile's; eager for most; see docs/executions.md)")  # fmt: skip
     p.add_argument("--tier", default=None, type=name_list, help="only these tiers (comma list)")
     p.add_argument("--family", default=None, type=name_list, help="only these families (comma list)")
     p.add_argument("--shard", default=None, help="run shard K of N (e.g. 2/4): a deterministic 1/N of the cells")
@@ -105,6 +109,7 @@ def _run(args: argparse.Namespace) -> int:
         families=args.family,
         extra=extra,
         allocator=args.allocator,
+        executions=args.execution,
         peak_budget_s=args.peak_budget,
     )
     cells = runner.expand(suite, settings)  # bad names fail here, before any file is written
