@@ -174,3 +174,37 @@ class ParallelExecutor:
         deadline = time.monotonic() + JOIN_S
         for t in self._threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+#: ``--executor`` choices.
+EXECUTORS = ("local", "ray")
+
+
+def choose_executor(kind: str, jobs: int, cells: Sequence[CellSpec], ray_address: str | None = None,
+                    gpu_ids: Sequence[str] | None = None) -> tuple[Any, str | None, int]:  # fmt: skip
+    """The executor ``aigc-bench run`` uses, the warning to print (or None), and how many cells run at once.
+
+    ``local`` with ``jobs`` 1: ``LocalProcessExecutor``; with more: ``ParallelExecutor`` over ``plan_slots``.
+    ``ray``: ``bench.executors_ray.RayExecutor`` (needs ``pip install aigc-bench[ray]``).
+    """
+    from bench.errors import UnknownNameError, UsageError
+    from bench.executors import LocalProcessExecutor
+
+    if kind not in EXECUTORS:
+        raise UnknownNameError("executor", kind, EXECUTORS)
+    if kind == "local" and ray_address is not None:
+        raise UsageError("--ray-address goes with --executor ray")
+    if kind == "ray":
+        try:
+            from bench.executors_ray import RayExecutor
+        except ImportError as e:
+            raise UsageError(f"--executor ray needs Ray ({e.name or e}): pip install 'aigc-bench[ray]'") from None
+        return RayExecutor(address=ray_address, max_in_flight=jobs if jobs > 1 else None), None, max(jobs, 1)
+    if jobs == 1:
+        return LocalProcessExecutor(), None, 1
+    if gpu_ids is None:
+        from bench.env import gpu_ids as detect
+
+        gpu_ids = detect()
+    slots, warning = plan_slots(jobs, sorted({c.key.device for c in cells}), gpu_ids)
+    return ParallelExecutor(jobs, slots), warning, min(jobs, len(slots))

@@ -19,6 +19,8 @@ from bench.spec import DEVICES, DTYPES, Suite
 
 #: ``--out`` when not given; its reports go to ``DEFAULT_REPORTS`` (results/ and reports/ side by side)
 DEFAULT_OUT = Path("results")
+#: ``--jobs`` bound: more cells at once than GPUs in a node is a typo
+MAX_JOBS = 64
 DEFAULT_REPORTS = Path("reports")
 #: ``--peak-budget`` when not given, and its bound (seconds per device)
 DEFAULT_PEAK_BUDGET_S = 5.0
@@ -53,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma list of how models run: eager | compile | compile-max | reduce-overhead (CUDA) | "
                         "channels_last | autocast, or a combination such as compile+channels_last "
                         "(default: the profile's; eager for most; see docs/executions.md)")  # fmt: skip
+    p.add_argument("--jobs", default=1, type=bounded_int(1, MAX_JOBS), metavar="N",
+                   help="cells at once: one per GPU (each worker sees only its GPU); CPU cells run one at a time "
+                        "unless the run is CPU-only (then N share the cores: a warning, and each record says so)")  # fmt: skip
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local (default: worker processes on this machine) or ray (a Ray cluster; pip install "
+                        "'aigc-bench[ray]'; see docs/ray.md)")  # fmt: skip
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="with --executor ray: the cluster to join (default: start a local Ray)")  # fmt: skip
     p.add_argument("--tier", default=None, type=name_list, help="only these tiers (comma list)")
     p.add_argument("--family", default=None, type=name_list, help="only these families (comma list)")
     p.add_argument("--shard", default=None, help="run shard K of N (e.g. 2/4): a deterministic 1/N of the cells")
@@ -118,7 +128,10 @@ def _run(args: argparse.Namespace) -> int:
         _check_writable(report_dir, "report")
     console = Console(stderr=True)
     busy = busy_warning(args.threads)
-    eta = runner.EtaEstimator(cells)
+    from bench.executors_parallel import choose_executor
+
+    executor, jobs_warning, parallel = choose_executor(args.executor, args.jobs, cells, args.ray_address)
+    eta = runner.EtaEstimator(cells, parallel=parallel)
     views: list[ProgressView] = []
     with contextlib.ExitStack() as stack:
 
@@ -128,6 +141,8 @@ def _run(args: argparse.Namespace) -> int:
             if not views:
                 if busy is not None:  # a busy machine slows every cell: say so, as pyperf does
                     console.print(f"[yellow]warning:[/yellow] {busy}", highlight=False)
+                if jobs_warning is not None:
+                    console.print(f"[yellow]warning:[/yellow] {jobs_warning}", highlight=False)
                 views.append(stack.enter_context(ProgressView(console, total=len(cells), eta=eta.remaining_s)))
             view = views[0]
             eta.on_event(event, cell, payload)
@@ -137,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
                 view.on_event(event, cell, payload)
 
         result = runner.run(suite, settings, out_dir, resume=args.resume, retry_failed=args.retry_failed,
-                            on_event=on_event)  # fmt: skip
+                            executor=executor, on_event=on_event)  # fmt: skip
     out = Console()
     print_summary(out, result.records, suite.name)
     resumed = f" ({result.skipped_existing} cells resumed from the file)" if result.skipped_existing else ""

@@ -49,6 +49,7 @@ class ProgressView:
         )
         self.task = self.progress.add_task("starting", total=total)
         self.failed = 0
+        self.flight: dict[str, tuple[str, str]] = {}  # cell id -> (label, phase) of the cells running now
 
     def __enter__(self) -> ProgressView:
         self.progress.__enter__()
@@ -65,11 +66,17 @@ class ProgressView:
         )
         if k.mode != "infer":
             label += f" {term(k.mode)}"
+        # Several cells may be in flight (--jobs, Ray): each shows its phase and where it runs (slot or host).
+        where = payload.get("slot") or payload.get("host") if isinstance(payload, dict) else None
         if event == "start":
-            self.progress.update(self.task, description=f"{label} · start")
-        elif event == "phase":
-            self.progress.update(self.task, description=f"{label} · {term(payload)}")
+            self.flight[k.id] = (f"{label} @{term(where)}" if where else label, "start")
+        elif event == "phase" and k.id in self.flight:
+            self.flight[k.id] = (self.flight[k.id][0], term(payload))
+        if event in ("start", "phase"):
+            text = " | ".join(f"{lab} · {ph}" for lab, ph in self.flight.values()) or f"{label} · {term(payload)}"
+            self.progress.update(self.task, description=text)
         elif event == "done":
+            self.flight.pop(k.id, None)
             status = Status(payload["status"])
             if status.broken:
                 self.failed += 1

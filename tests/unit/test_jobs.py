@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from pathlib import Path
@@ -133,3 +134,34 @@ def test_close_stops_the_cells_still_running() -> None:
     ex.close()
     consumer.join(timeout=5)
     assert len(stopped) == 2 and not consumer.is_alive()  # the two running stopped; the two pending never ran
+
+
+def test_the_progress_view_shows_every_cell_in_flight_and_where() -> None:
+    from rich.console import Console
+
+    from bench.report.terminal import ProgressView
+
+    a, b = _cells(("cuda",))[:2]
+    view = ProgressView(Console(file=io.StringIO()), total=2)
+    view.on_event("start", a, {"slot": "cuda:0"})
+    view.on_event("start", b, {"slot": "cuda:1"})
+    view.on_event("phase", b, "latency")
+    text = view.progress.tasks[0].description
+    assert "@cuda:0 · start" in text and "@cuda:1 · latency" in text
+    view.on_event("done", a, base_record(a, "ok"))
+    assert view.flight.keys() == {b.key.id}
+
+
+def test_run_jobs_and_executor_options_are_checked() -> None:
+    from bench.executors import LocalProcessExecutor
+    from bench.executors_parallel import choose_executor
+
+    cells = _cells(("cuda", "cpu"))
+    ex, warn, n = choose_executor("local", 4, cells, gpu_ids=["0", "1"])
+    assert isinstance(ex, ParallelExecutor) and [s.name for s in ex.slots] == ["cuda:0", "cuda:1", "cpu:0"]
+    assert n == 3 and warn is None
+    assert isinstance(choose_executor("local", 1, cells)[0], LocalProcessExecutor)
+    with pytest.raises(runner.UsageError, match="--ray-address goes with --executor ray"):
+        choose_executor("local", 1, cells, ray_address="auto")
+    with pytest.raises(runner.UsageError, match="valid choices: local, ray"):
+        choose_executor("slurm", 1, cells)
