@@ -27,6 +27,9 @@ compiled function of the process, which nothing can restore.
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +54,8 @@ CUDA_ONLY: tuple[str, ...] = ("reduce-overhead",)
 #: metrics measured on the eager model whatever the execution: they count work (the same work) or train their
 #: own copy, so MACs stay those of the eager graph. Every other metric runs the executed model.
 EAGER_METRICS: tuple[str, ...] = ("params", "flops", "seq", "accuracy")
+#: the variable naming inductor's on-disk cache (its compiled kernels, FX graphs): a warm one makes compiling cheap
+CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 #: the dtype an autocast cell at fp32 runs in (autocast to float32 would be eager)
 AUTOCAST_DEFAULT_DTYPE = "bf16"
 
@@ -160,6 +165,7 @@ class Applied:
     first_call: dict[str, Any] = field(default_factory=dict)  # set by measure_first_call
     _counters: Any = None  # dynamo's counters before compiling (restored by close)
     _metrics_seen: frozenset[int] = frozenset()  # ids of dynamo's compilation records before compiling
+    _cache: tuple[str, str | None] | None = None  # (the cold inductor cache folder, TORCHINDUCTOR_CACHE_DIR before)
 
     def counts(self) -> dict[str, int | None]:
         """Graph breaks and recompiles since ``apply`` (None for an uncompiled execution)."""
@@ -174,25 +180,32 @@ class Applied:
         return {"graph_breaks": int(breaks), "recompiles": int(recompiles)}
 
     def close(self) -> None:
-        """Put dynamo's counters back as they were before ``apply`` (the caller's process is left as found)."""
-        if self._counters is None:
-            return
-        from torch._dynamo.utils import counters
+        """Put dynamo's counters and ``TORCHINDUCTOR_CACHE_DIR`` back as they were before ``apply``, and remove
+        the cold cache folder (the caller's process is left as found)."""
+        if self._counters is not None:
+            from torch._dynamo.utils import counters
 
-        counters.clear()
-        for k, v in self._counters.items():
-            counters[k].update(v)
-        self._counters = None
+            counters.clear()
+            for k, v in self._counters.items():
+                counters[k].update(v)
+            self._counters = None
+        if self._cache is not None:
+            folder, before = self._cache
+            _set_env(CACHE_ENV, before)
+            shutil.rmtree(folder, ignore_errors=True)
+            self._cache = None
 
 
 def apply(model: torch.nn.Module, inputs: Sequence[Any], execution: str, *, device: str | torch.device,
-          dtype: str, backend: str | Callable[..., Any] = "inductor") -> Applied:  # fmt: skip
+          dtype: str, backend: str | Callable[..., Any] = "inductor", cold_cache: bool = False) -> Applied:  # fmt: skip
     """Apply ``execution`` to ``model`` (built in ``weights_dtype``) and ``inputs`` for a cell of ``dtype``.
 
     Returns an ``Applied``; raises ``NotApplicable`` when the execution does not apply (channels_last without a
     4-D input, a CUDA-only mode elsewhere). The model is changed in place (channels_last) and wrapped; nothing
     runs yet: compiling happens at the first call (``measure_first_call``). ``backend``: ``torch.compile`` 's
-    (tests use ``"eager"`` to exercise dynamo without inductor's compile time).
+    (tests use ``"eager"`` to exercise dynamo without inductor's compile time). ``cold_cache``: point inductor's
+    on-disk cache (``TORCHINDUCTOR_CACHE_DIR``) at a new empty folder until ``close``, so ``compile_s`` is a cold
+    compile's whatever ran before on the machine (the worker does; a fresh process has no in-memory cache).
     """
     import torch
 
@@ -220,6 +233,9 @@ def apply(model: torch.nn.Module, inputs: Sequence[Any], execution: str, *, devi
 
         applied._counters = copy.deepcopy({k: dict(v) for k, v in counters.items()})
         applied._metrics_seen = frozenset(id(m) for m in get_compilation_metrics())
+        if cold_cache:
+            applied._cache = (tempfile.mkdtemp(prefix="aigc-bench-inductor-"), os.environ.get(CACHE_ENV))
+            os.environ[CACHE_ENV] = applied._cache[0]
         applied.compile_started = time.perf_counter()
         mode = None if ex.compile_mode == "default" else ex.compile_mode
         applied.model = torch.compile(run_model, mode=mode, backend=backend)
@@ -287,3 +303,10 @@ def context_for(metric: str, ctx: Any) -> Any:
     if metric not in EAGER_METRICS or applied is None or applied.model is applied.eager_model:
         return ctx
     return replace(ctx, model=applied.eager_model, inputs=applied.eager_inputs)
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value

@@ -156,6 +156,9 @@ def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
     from bench.execution import cell_dtype, check_executions
 
     executions = check_executions(settings.executions or profile.executions)
+    # the profile's CUDA-only executions (compile-max, reduce-overhead) join on CUDA, unless --execution is given
+    cuda = () if settings.executions else check_executions(profile.cuda_executions)
+    execs = {d: executions + tuple(x for x in cuda if d == "cuda" and x not in executions) for d in devices}
     # The run's batch sizes and dtypes ride along: a metric measured once per variant (accuracy) takes the first.
     extra = freeze({**dict(settings.extra), "batch_sizes": tuple(batches), "dtypes": tuple(dtypes)})
     acc = profile.accuracy
@@ -175,7 +178,7 @@ def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
                     for batch in batches[:1] if once else batches:
                         for seq_len in lens:
                             for mode in profile.modes[:1] if once else profile.modes:
-                                for ex in executions[:1] if once else executions:
+                                for ex in execs[device][:1] if once else execs[device]:
                                     key = CellKey(suite=suite.name, tier=tier.name, family=variant.family,
                                                   model=variant.model, device=device, dtype=cell_dtype(ex, dtype),
                                                   batch_size=batch, input_shape=tuple(tier.input_shape),
@@ -284,6 +287,8 @@ def open_run(suite: Suite, settings: RunSettings, cells: Sequence[CellSpec], out
 
     profile: Profile = suite.profile(settings.profile)
     executions = check_executions(settings.executions or profile.executions)
+    if not settings.executions and any(c.key.device == "cuda" for c in cells):
+        executions += tuple(x for x in check_executions(profile.cuda_executions) if x not in executions)
     definition = suite_definition(suite)
     shash = definition_hash(definition)
     header = {

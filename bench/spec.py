@@ -156,6 +156,7 @@ class Profile:
     metrics: tuple[str, ...] = ("params", "flops", "memory", "latency")
     # How each cell's model runs (``bench.execution``; docs/executions.md): eager, compile, channels_last, ...
     executions: tuple[str, ...] = ("eager",)
+    cuda_executions: tuple[str, ...] = ()  # added to ``executions`` on CUDA devices (compile-max, reduce-overhead)
     warmup_s: float = 0.5  # at most this long (or until stable) before measuring
     min_run_time_s: float = 1.0  # measurement window per cell
     max_samples: int = 2000
@@ -229,9 +230,7 @@ class Suite:
         # Profiles that run other executions than eager are left out, and eager profiles store no ``executions``:
         # the definition and its hash stay those of the runs made before executions existed. A run of such a
         # profile stores its executions in its settings (``bench.runner.open_run``).
-        d["profiles"] = [
-            _eager_profile(p) for p in d["profiles"] if tuple(p.get("executions") or EAGER_ONLY) == EAGER_ONLY
-        ]
+        d["profiles"] = [_eager_profile(p) for p in d["profiles"] if _is_eager(p)]
         return _jsonable(d)
 
 
@@ -239,8 +238,12 @@ class Suite:
 EAGER_ONLY: tuple[str, ...] = ("eager",)
 
 
+def _is_eager(p: dict[str, Any]) -> bool:
+    return tuple(p.get("executions") or EAGER_ONLY) == EAGER_ONLY and not p.get("cuda_executions")
+
+
 def _eager_profile(p: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in p.items() if k != "executions"}
+    return {k: v for k, v in p.items() if k not in ("executions", "cuda_executions")}
 
 
 @dataclass(frozen=True, order=True)

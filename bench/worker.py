@@ -202,7 +202,7 @@ def _context(cell: CellSpec, report_phase: Any, baseline: dict[str, Any]) -> Any
     model = build_model(cell.variant).to(device=device, dtype=dtype)
     inputs = INPUTS.get(cell.input_kind)(cell, cell.key.batch_size, device, dtype)
     try:
-        applied = apply(model, inputs, cell.key.execution, device=device, dtype=cell.key.dtype)
+        applied = apply(model, inputs, cell.key.execution, device=device, dtype=cell.key.dtype, cold_cache=True)
     except NotApplicable as e:
         raise CellSkipped(str(e)) from None
     return MetricContext(cell=cell, model=applied.model, inputs=applied.inputs, device=device, dtype=dtype,

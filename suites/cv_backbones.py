@@ -229,6 +229,22 @@ PROFILES = (
         metrics=_WITH_ACCURACY,
         accuracy=replace(DIGITS, epochs=20, seeds=5),
     ),
+    # Executions (docs/executions.md): the tiny tier eager, compiled, in channels_last and under bf16 autocast
+    # (on CUDA also compile-max and reduce-overhead). A compile on 2 CPU cores takes ~20-200 s per cell (a cold
+    # inductor cache each time), reported as progress only when it ends: hence the long stall timeout.
+    Profile(
+        "executions",
+        tiers=("tiny",),
+        batch_sizes=(1, 8),
+        executions=("eager", "compile", "channels_last", "autocast"),
+        cuda_executions=("compile-max", "reduce-overhead"),
+        metrics=("params", "flops", "execution", "memory", "latency"),
+        warmup_s=0.5,
+        min_run_time_s=2.0,
+        timeout_s=900.0,
+        description="tiny tier, batch 1 and 8, eager / compile / channels_last / bf16 autocast (72 cells on CPU; "
+        "on CUDA also compile-max and reduce-overhead): compile seconds, first call and steady latency",
+    ),
 )
 
 

@@ -93,6 +93,21 @@ PROFILES = (
         "(one cell per family and length)",
         accuracy=ADDING,
     ),
+    # Executions (docs/executions.md): eager against torch.compile on the 1M tier at a few lengths (channels_last
+    # does not apply to token inputs; a cell asked for it is skipped with the reason).
+    Profile(
+        "executions",
+        tiers=("1m",),
+        seq_lens=(64, 256, 1024),
+        executions=("eager", "compile"),
+        cuda_executions=("compile-max",),
+        metrics=("params", "flops", "seq", "execution", "memory", "latency"),
+        warmup_s=0.3,
+        min_run_time_s=0.5,
+        timeout_s=900.0,
+        description="the 1M tier, lengths 64/256/1024, batch 1, inference, eager and compile (54 cells on CPU; "
+        "on CUDA also compile-max)",
+    ),
 )
 #: the learned positional table must cover the longest sequence any profile runs
 MAX_LEN = max(t for p in PROFILES for t in p.seq_lens)
