@@ -310,3 +310,15 @@ def _set_env(name: str, value: str | None) -> None:
         os.environ.pop(name, None)
     else:
         os.environ[name] = value
+
+
+def one_execution(records: Sequence[Any]) -> list[Any]:
+    """The stored records of one execution: eager's when any, else the first record's. Scaling fits use them: a
+    series of lengths must not mix eager and compiled points."""
+
+    def ex(r: Any) -> str:
+        return (r.get("key") or {}).get("execution") or EAGER
+
+    execs = [ex(r) for r in records]
+    keep = EAGER if EAGER in execs or not execs else execs[0]
+    return [r for r, e in zip(records, execs, strict=True) if e == keep]

@@ -342,6 +342,9 @@ def analyse_run(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Derived results stored with the run: scaling fits when cells vary in sequence length."""
     if not any(r["key"].get("seq_len") is not None for r in records):
         return None
+    from bench.execution import one_execution
+
+    records = one_execution(records)  # fits of one execution: eager's (compiled points would join its series)
     try:
         from bench.scaling import analyse
     except ImportError:

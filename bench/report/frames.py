@@ -103,12 +103,15 @@ def devices_of(frame: pd.DataFrame) -> list[str]:
 
 
 def scaling_slice(frame: pd.DataFrame) -> pd.DataFrame:
-    """The cells a scaling fit uses: ok, inference (if any), the first dtype, the smallest batch size."""
+    """The cells a scaling fit uses: ok, inference (if any), eager (if any), the first dtype, the smallest batch."""
     df = frame[frame["status"] == Status.OK.value]
     if df.empty:
         return df
     if (df["mode"] == "infer").any():
         df = df[df["mode"] == "infer"]
+    if "execution" in df:  # one execution: eager when measured (bench.execution.one_execution)
+        ex = "eager" if (df["execution"] == "eager").any() else df["execution"].iloc[0]
+        df = df[df["execution"] == ex]
     dtype = "fp32" if (df["dtype"] == "fp32").any() else df["dtype"].iloc[0]
     df = df[df["dtype"] == dtype]
     return df[df["batch_size"] == df["batch_size"].min()]
