@@ -236,6 +236,17 @@ def peak_of(env: Mapping[str, Any] | None, device: str, dtype: str) -> Peak | No
     return Peak(device_kind(device), dtype, gflops, gbs, threads if type(threads) is int else None)
 
 
+def measured(env: Mapping[str, Any] | None) -> list[Peak]:
+    """Every usable peak a run stored (its ``env``): one per device and GEMM dtype."""
+    entries = (env or {}).get("peak") if isinstance(env, Mapping) else None
+    out = []
+    for device, entry in entries.items() if isinstance(entries, Mapping) else ():
+        gemm = entry.get("gemm") if isinstance(entry, Mapping) else None
+        dtypes = sorted(map(str, gemm)) if isinstance(gemm, Mapping) and gemm else ["fp32"]
+        out += [p for p in (peak_of(env, str(device), d) for d in dtypes) if p is not None]
+    return out
+
+
 def summary(env: Mapping[str, Any] | None) -> str:
     """One line for a report's footer: ``peak cpu (2 threads): fp32 GEMM 95.1 GFLOP/s, bandwidth 11.2 GB/s``."""
     entries = (env or {}).get("peak") if isinstance(env, Mapping) else None

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.allocator import run_regime
+from bench.peak import summary as peak_summary
 from bench.report.main_table import FLOP_CONVENTION, build_tables
 from bench.report.model import Table
 from bench.report.scaling_tables import RunAnalysis, scaling_tables
@@ -33,6 +34,7 @@ class Report:
     convention: str = FLOP_CONVENTION
     validity: tuple[str, ...] = ()  # footer: invalid latency cells and why, runs started busy (bench.validity)
     figure_failures: tuple[str, ...] = ()  # one line per figure that could not be drawn (the tables still stand)
+    efficiency: tuple[Table, ...] = ()  # achieved GFLOP/s, MFU, intensity, bound (bench.report.efficiency)
 
     @property
     def title(self) -> str:
@@ -59,6 +61,7 @@ def environment_line(doc: Mapping[str, Any]) -> str:
     ]
     if env.get("git_commit"):
         parts.append(f"aigc-bench commit {str(env['git_commit'])[:12]}")
+    parts.append(peak_summary(env))  # the machine's measured peak, or that it was not measured
     return " · ".join(parts)
 
 
@@ -69,10 +72,13 @@ def build_report(
     figures: bool = True,
 ) -> Report:
     """The report of one suite from its cells (``load_results`` rows) and run documents (``load_run``)."""
+    from bench.report.efficiency import add_derived, efficiency_tables
     from bench.report.figures import build_figures
+    from bench.report.roofline import roofline_figures
     from bench.validity import annotate_frame, summary_lines
 
     frame = annotate_frame(frame, docs)  # latency verdicts, computed for files that predate them (bench.validity)
+    frame = add_derived(frame, docs)  # achieved GFLOP/s, MFU, bound: derived from stored values (bench.catalogue)
     suites = list(dict.fromkeys(frame["suite"])) or [str(d.get("suite")) for d in docs][:1]
     docs = sorted(docs, key=lambda d: str(d.get("run_id")))
     analyses = [RunAnalysis.from_doc(d) for d in docs]
@@ -80,7 +86,12 @@ def build_report(
     for s in frame["status"]:
         counts[str(s)] = counts.get(str(s), 0) + 1
     failures: list[str] = []
-    figs = build_figures(frame, [e for a in analyses for e in a.fits], failures) if figures and len(frame) else ()
+    figs = build_figures(frame, [e for a in analyses for e in a.fits], failures) if figures and len(frame) else []
+    if figures and len(frame):
+        try:
+            figs = [*figs, *roofline_figures(frame, docs)]
+        except Exception as e:  # noqa: BLE001 -- a figure never costs the report its tables (as in build_figures)
+            failures.append(f"roofline: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"[:300])
     return Report(
         suite=str(suites[0]) if suites else "?",
         tables=tuple(build_tables(frame, reference_family)),
@@ -91,6 +102,7 @@ def build_report(
         tidy=tidy_frame(frame),
         validity=tuple(summary_lines(frame.to_dict("records"), docs)),
         figure_failures=tuple(failures),
+        efficiency=tuple(efficiency_tables(frame, docs)),
     )
 
 
