@@ -113,10 +113,32 @@ def build_tables(frame: pd.DataFrame, reference_family: str | None = None) -> li
         ref = reference_family if reference_family is not None else default_reference(sdf)
         if ref not in set(sdf["family"]):
             ref = None
-        for dtype, mode in dict.fromkeys(zip(sdf["dtype"], sdf["mode"], strict=True)):
-            sl = sdf[(sdf["dtype"] == dtype) & (sdf["mode"] == mode)]
+        # autocast cells (a float32 model) join the table of the dtype their weights are in (bench.execution)
+        tdtype = [_table_dtype(e, d) for e, d in zip(_executions(sdf), sdf["dtype"], strict=True)]
+        for dtype, mode in dict.fromkeys(zip(tdtype, sdf["mode"], strict=True)):
+            sl = sdf[[t == dtype and m == mode for t, m in zip(tdtype, sdf["mode"], strict=True)]]
             tables.append(_main_table(sdf, sl, str(suite), str(dtype), str(mode), ref))
     return tables
+
+
+def _executions(df: pd.DataFrame) -> list[str]:
+    """Each row's execution (rows of files from before executions are eager)."""
+    values = df["execution"] if "execution" in df else ["eager"] * len(df)
+    return [e if isinstance(e, str) and e else "eager" for e in values]
+
+
+def _table_dtype(execution: str, dtype: str) -> str:
+    from bench.execution import weights_dtype
+
+    return weights_dtype(execution, dtype) if execution != "eager" else dtype
+
+
+def _execution_rank(name: str) -> tuple[int, tuple[int, ...]]:
+    """eager, then the single executions in ``bench.execution.SINGLE`` order, then combinations."""
+    from bench.execution import SINGLE
+
+    parts = name.split("+")
+    return len(parts), tuple(SINGLE.index(p) if p in SINGLE else len(SINGLE) for p in parts)
 
 
 @dataclass(frozen=True)
@@ -131,45 +153,78 @@ class _Scales:
 
 def _main_table(sdf: pd.DataFrame, sl: pd.DataFrame, suite: str, dtype: str, mode: str, ref: str | None) -> Table:
     rows = sl.to_dict("records")
+    for r, e in zip(rows, _executions(sl), strict=True):
+        r["execution"] = e
     suite_rows = sdf.to_dict("records")
+    execs = sorted({r["execution"] for r in rows}, key=_execution_rank)
+    multi = len(execs) > 1  # an execution column and "vs eager" when the table holds more than one
     devices = devices_of(sl)
     seq = is_seq(sl)
     notes = Notes()
-    columns, static, dev_specs, scales = _columns(rows, suite_rows, devices, ref, _accuracy_scale(sdf))
+    columns, static, dev_specs, scales = _columns(rows, suite_rows, devices, ref, _accuracy_scale(sdf),
+                                                  vs_eager=multi and "eager" in execs)  # fmt: skip
     keys = {c.key for c in columns}
-    by_cell = {(r["tier"], r["_T"], int(r["batch_size"]), r["family"], r["model"], r["device"]): r for r in rows}
+    by_cell = {(r["tier"], r["_T"], int(r["batch_size"]), r["family"], r["model"], r["device"], r["execution"]): r
+               for r in rows}  # fmt: skip
     groups = sorted({(r["_tier_rank"], r["tier"], r["_T"], int(r["batch_size"])) for r in rows},
                     key=lambda g: (g[0], -1 if g[2] is None else g[2], g[3]))  # fmt: skip
     out_groups: list[RowGroup] = []
     for _rank, tier, T, batch in groups:
         models = sorted({(r["_family_rank"], r["family"], r["model"]) for r in rows if r["tier"] == tier})
         ref_model = next((m for _fr, f, m in models if f == ref), None)
+        labelled = [(m, e) for m in models for e in execs
+                    if not multi or any(k[3:5] == m[1:] and k[6] == e and k[0] == tier for k in by_cell)]  # fmt: skip
         cells: list[list[Cell]] = []
-        for _fr, family, model in models:
+        for (_fr, family, model), ex in labelled:
             mine = [r for r in suite_rows if r["tier"] == tier and r["model"] == model and r["family"] == family]
             ok = [r for r in mine if r["status"] == Status.OK]
             rows_of = _ModelRows(mine, ok, [r for r in ok if r["_T"] == T], dtype, mode)
             row = [cell(name, rows_of, scales, notes) for name, cell in static]
             for d in devices:
-                rec = by_cell.get((tier, T, batch, family, model, d))
-                row += _device_cells(rec, dev_specs[d], notes, _where(tier, model, d, batch, T))
+                rec = by_cell.get((tier, T, batch, family, model, d, ex))
+                where = _where(tier, model, d, batch, T) + (f" {ex}" if multi else "")
+                row += _device_cells(rec, dev_specs[d], notes, where)
                 if f"{d}:ratio" in keys:
-                    row.append(_p50_ratio(rec, by_cell.get((tier, T, batch, ref, ref_model, d))))
+                    row.append(_p50_ratio(rec, by_cell.get((tier, T, batch, ref, ref_model, d, ex))))
+                if f"{d}:vs_eager" in keys:  # speed-up: eager's p50 over this execution's
+                    eager = by_cell.get((tier, T, batch, family, model, d, "eager"))
+                    row.append(_p50_ratio(eager, rec) if ex != "eager" else Cell())
             if "speedup" in keys:
-                row.append(_p50_ratio(by_cell.get((tier, T, batch, family, model, "cpu")),
-                                      by_cell.get((tier, T, batch, family, model, "cuda"))))  # fmt: skip
+                row.append(_p50_ratio(by_cell.get((tier, T, batch, family, model, "cpu", ex)),
+                                      by_cell.get((tier, T, batch, family, model, "cuda", ex))))  # fmt: skip
             cells.append(row)
         cells = _mark_best(cells, columns)
+        labels = [(f, m, _execution_label(e, rows)) if multi else (f, m) for (_fr, f, m), e in labelled]
         out_groups.append(RowGroup(_group_label(tier, T, batch),
-                                   tuple(Row((f, m), tuple(c)) for (_fr, f, m), c in zip(models, cells, strict=True))))  # fmt: skip
+                                   tuple(Row(lab, tuple(c)) for lab, c in zip(labels, cells, strict=True))))  # fmt: skip
     return Table(
         title=f"{suite} · {dtype} · {mode}",
-        label_headers=("family", "model"),
+        label_headers=("family", "model", "execution") if multi else ("family", "model"),
         columns=tuple(columns),
         groups=tuple(out_groups),
         notes=notes.texts(),
-        caption=_caption(sdf, seq, ref, "speedup" in keys, "accuracy" in keys, scales.seed_counts),
+        caption=_caption(sdf, seq, ref, "speedup" in keys, "accuracy" in keys, scales.seed_counts)
+        + _execution_caption(execs, any(k.endswith(":vs_eager") for k in keys)),
     )
+
+
+def _execution_label(execution: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """The execution as the table shows it: an autocast one with the dtype it computes in."""
+    if "autocast" not in execution.split("+"):
+        return execution
+    dtypes = sorted({str(r["dtype"]) for r in rows if r["execution"] == execution})
+    return f"{execution} ({', '.join(dtypes)})"
+
+
+def _execution_caption(execs: Sequence[str], vs_eager: bool) -> str:
+    """What the execution column and "vs eager" mean, and where MACs come from, when not every cell is eager."""
+    if list(execs) == ["eager"]:
+        return ""
+    out = " Execution: how the model ran (docs/executions.md); autocast rows run a float32 model under autocast to " \
+          "the dtype in parentheses."
+    if vs_eager:
+        out += " 'vs eager': eager p50 ÷ this execution's p50 of the same model and batch (2.00× = twice as fast)."
+    return out + " MACs are counted on the eager graph for every execution (the same work)."
 
 
 def _columns(
@@ -178,6 +233,7 @@ def _columns(
     devices: Sequence[str],
     ref: str | None,
     accuracy: tuple[float, str],
+    vs_eager: bool = False,
 ) -> tuple[list[Column], list[tuple[str, _CellFn]], dict[str, list[MetricColumn]], _Scales]:
     """The table's columns (leaving out metrics no cell measured), the variant columns' cell functions (by
     catalogue name), the per-device metric columns and the unit scales."""
@@ -208,6 +264,8 @@ def _columns(
         columns += [Column(f"{d}:{s.name}", s.header or s.name, d, s.better) for s in dev_specs[d]]
         if ref is not None and has("latency_p50_ms", d):
             columns.append(Column(f"{d}:ratio", f"vs {ref}", d))
+        if vs_eager and has("latency_p50_ms", d):
+            columns.append(Column(f"{d}:vs_eager", "vs eager", d, "higher"))
     if "cpu" in devices and "cuda" in devices:
         columns.append(Column("speedup", "CUDA speed-up", better="higher"))
     return columns, static, dev_specs, _Scales(p_scale, m_scale, accuracy[0], seeds)
