@@ -83,6 +83,10 @@ def build_figures(
                     out.append(made)
         with _failing_figure("scaling", failures):
             out += _scaling(df, style, suite, analyses)
+        with _failing_figure("executions", failures):
+            made = _executions(df, suite)
+            if made is not None:
+                out.append(made)
     return out
 
 
@@ -306,3 +310,60 @@ def _scaling(df: pd.DataFrame, style: Style, suite: str, analyses: Sequence[Mapp
                            "Latency, peak memory and MACs against sequence length (log-log), one line per model; k in "
                            "the legend is the exponent of y ∝ T^k (from the run's analysis when stored, else fitted here)."))  # fmt: skip
     return out
+
+
+def _executions(df: pd.DataFrame, suite: str) -> FigureFile | None:
+    """Eager against the other executions: p50 latency per family at matched size (one tier), one panel per
+    device and batch size; drawn only when the frame holds eager and at least one other execution."""
+    import matplotlib
+
+    from bench.report.main_table import _execution_rank, _executions
+
+    ok = df[
+        [s == Status.OK.value and num(v) > 0 for s, v in zip(df["status"], df["latency_p50_ms"], strict=True)]
+    ].copy()
+    ok["exn"] = _executions(ok)
+    if (ok["mode"] == "infer").any():
+        ok = ok[ok["mode"] == "infer"]
+    execs = sorted(set(ok["exn"]), key=_execution_rank)
+    if "eager" not in execs or len(execs) < 2:
+        return None
+    tier = ok.sort_values("_tier_rank", kind="stable")["tier"].iloc[0]  # matched size: one tier
+    ok = ok[ok["tier"] == tier]
+    lens = [opt_int(v) for v in ok["seq_len"]]
+    if any(t is not None for t in lens):  # sequence suites: the longest length every execution measured
+        common = set.intersection(*({t for t, e in zip(lens, ok["exn"], strict=True) if e == x} for x in execs))
+        if not common:
+            return None
+        T = max(t for t in common if t is not None)
+        ok = ok[[t == T for t in lens]]
+    panels = [
+        (d, int(b)) for d in devices_of(ok) for b in sorted({int(x) for x in ok[ok["device"] == d]["batch_size"]})
+    ]
+    fams = list(dict.fromkeys(ok.sort_values("_family_rank", kind="stable")["family"]))
+    cmap = matplotlib.colormaps["tab10"]
+    colors = {e: cmap(i % 10) for i, e in enumerate(execs)}
+    width = 0.8 / len(execs)
+    fig, axes = new_figure(1, min(14.0, max(7.5, 0.45 * len(fams) * len(execs) + 2.5)), 3.2 * len(panels) + 0.6,
+                           nrows=len(panels))  # fmt: skip
+    for ax, (device, batch) in zip(axes, panels, strict=True):
+        d = ok[(ok["device"] == device) & (ok["batch_size"] == batch)]
+        vals = {(r.family, r.exn): num(r.latency_p50_ms) for r in d.itertuples()}
+        for j, ex in enumerate(execs):
+            xs = [i + (j - (len(execs) - 1) / 2) * width for i in range(len(fams))]
+            hs = [vals.get((f, ex), math.nan) for f in fams]
+            ax.bar(xs, [h if math.isfinite(h) else 0 for h in hs], width=width * 0.92, color=colors[ex],
+                   label=fig_text(ex))  # fmt: skip
+        ax.set_yscale("log")
+        log_axis(ax.yaxis, [v for v in vals.values() if math.isfinite(v)])
+        ax.set_xticks(range(len(fams)), [fig_text(f) for f in fams])
+        ax.set_ylabel("latency p50 (ms)")
+        ax.set_title(f"{fig_text(device)} · batch {batch}" + (f" · T={T}" if any(t is not None for t in lens) else ""))
+        ax.grid(axis="x", visible=False)
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color=colors[e], label=fig_text(e)) for e in execs], loc="outside right upper")
+    fig.suptitle(f"{suite}: eager vs other executions · tier {fig_text(tier)}")
+    return finish(fig, "executions", "Eager vs compiled (executions)",
+                  f"Median latency per family at matched size (tier {fig_text(tier)}), one bar per execution "
+                  "(log scale; lower is faster); a missing bar is a cell that did not finish or does not apply.")  # fmt: skip
