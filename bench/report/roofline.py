@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from bench.peak import Peak
 
-_CEILING_STYLES = ("-", "--", ":", "-.")
+_CEILING_STYLES = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dot"}
 
 
 def latest_peaks(docs: Sequence[Mapping[str, Any]], device: str) -> dict[str, Peak]:
@@ -63,7 +63,7 @@ def roofline_figures(frame: pd.DataFrame, docs: Sequence[Mapping[str, Any]]) -> 
 def _figure(d: pd.DataFrame, style: Style, suite: str, device: str, peaks: Mapping[str, Peak]) -> FigureFile:
     from matplotlib.lines import Line2D
 
-    fig, (ax,) = new_figure(1, 7.8, 4.8)
+    fig, (ax,) = new_figure(1, 7.4, 4.8)
     batches = sorted({int(b) for b in d["batch_size"]})
     size = {b: 26 + 34 * i for i, b in enumerate(batches)}
     xs, ys = [num(v) for v in d["arith_intensity"]], [num(v) for v in d["achieved_gflops"]]
@@ -72,24 +72,18 @@ def _figure(d: pd.DataFrame, style: Style, suite: str, device: str, peaks: Mappi
                    edgecolors="black", linewidths=0.5, zorder=3)  # fmt: skip
     dtypes = [t for t in dict.fromkeys(d["dtype"]) if t in peaks]
     lo_x, hi_x = min(xs) / 3, max(xs) * 3
-    handles: list[Any] = []
-    for p in (peaks[t] for t in dtypes):  # the axis shows every ridge point
+    for p in (peaks[t] for t in dtypes):  # the axis shows every ridge point and a decade of the slope before it
         if p.ridge is not None:
-            lo_x, hi_x = min(lo_x, p.ridge / 3), max(hi_x, p.ridge * 3)
+            lo_x, hi_x = min(lo_x, p.ridge / 10), max(hi_x, p.ridge * 3)
+    labels = []
     for i, dtype in enumerate(dtypes):
-        p = peaks[dtype]
-        ls = _CEILING_STYLES[i % len(_CEILING_STYLES)]
-        grid = [lo_x * (hi_x / lo_x) ** (k / 200) for k in range(201)]
-        roof = [min(v for v in (p.gflops, None if p.bandwidth_gbs is None else x * p.bandwidth_gbs) if v is not None)
-                for x in grid]  # fmt: skip
-        ax.plot(grid, roof, color="0.25", linestyle=ls, linewidth=1.4, zorder=2)
-        parts = [f"GEMM {fmt_sig(p.gflops)} GFLOP/s" if p.gflops else "", f"{fmt_sig(p.bandwidth_gbs)} GB/s"
-                 if p.bandwidth_gbs else ""]  # fmt: skip
-        text = f"roof {dtype}: " + ", ".join(x for x in parts if x)
-        if p.ridge is not None:
-            text += f" (ridge {fmt_sig(p.ridge)} FLOP/B)"
-        handles.append(Line2D([], [], color="0.25", linestyle=ls, label=fig_text(text)))
-        ys += [v for v in roof if v is not None and v > 0]
+        style_ = list(_CEILING_STYLES)[i % len(_CEILING_STYLES)]
+        heights, label = _draw_roof(ax, peaks[dtype], lo_x, hi_x, style_, len(dtypes) > 1)
+        ys += heights
+        labels.append(label)
+    if labels:  # the roofs' numbers in the empty upper-left corner (points crowd the roof itself)
+        ax.text(0.02, 0.97, "\n".join(labels), transform=ax.transAxes, ha="left", va="top", fontsize=8, color="0.2",
+                bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     log_axis(ax.xaxis, [lo_x, hi_x])
@@ -101,7 +95,7 @@ def _figure(d: pd.DataFrame, style: Style, suite: str, device: str, peaks: Mappi
     ax.set_title(where if dtypes else f"{where} · peak not measured in this run: no roof")
     fams = [f for f in style.families if f in set(d["family"])]
     tiers = [t for t in style.tiers if t in set(d["tier"])]
-    handles = style.legend_handles(fams, tiers) + handles
+    handles: list[Any] = style.legend_handles(fams, tiers)
     if len(batches) > 1:
         handles += [Line2D([], [], color="0.55", marker="o", linestyle="", markersize=math.sqrt(size[b]),
                            label=f"batch {b}") for b in batches]  # fmt: skip
@@ -112,5 +106,20 @@ def _figure(d: pd.DataFrame, style: Style, suite: str, device: str, peaks: Mappi
                "ok inference cell; colour = family, marker = tier, size = batch. ")  # fmt: skip
     caption += ("Roofs: the run's measured GEMM peak (flat) and memory bandwidth (slope); a cell left of the ridge "
                 "point is memory-bound." if dtypes else "No roof: peak not measured in this run.")  # fmt: skip
+    if len(dtypes) > 1:
+        caption += " Line style = dtype."
     slug = f"roofline-{safe_component(device)}"
     return finish(fig, slug, f"Roofline ({fig_text(device)})", caption)
+
+
+def _draw_roof(ax: Any, p: Peak, lo_x: float, hi_x: float, linestyle: str, several: bool) -> tuple[list[float], str]:
+    """The roof of one peak from ``lo_x`` to ``hi_x``; returns its heights and a line of text with its numbers."""
+    grid = [lo_x * (hi_x / lo_x) ** (k / 200) for k in range(201)]
+    roofs = [(p.gflops, None), (p.bandwidth_gbs, 1.0)]  # (value, slope): flat GEMM ceiling, bandwidth diagonal
+    heights = [min(v * (x if slope else 1) for v, slope in roofs if v is not None) for x in grid]
+    ax.plot(grid, heights, color="0.25", linestyle=linestyle, linewidth=1.4, zorder=2)
+    parts = [f"GEMM peak {fmt_sig(p.gflops)} GFLOP/s" if p.gflops is not None else "",
+             f"bandwidth {fmt_sig(p.bandwidth_gbs)} GB/s" if p.bandwidth_gbs is not None else "",
+             f"ridge {fmt_sig(p.ridge)} FLOP/B" if p.ridge is not None else ""]  # fmt: skip
+    which = f" ({_CEILING_STYLES[linestyle]})" if several else ""
+    return heights, f"{fig_text(p.dtype)} roof{which}: " + ", ".join(x for x in parts if x)
