@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "around each measurement (the adjustment is made only between runs of the same environment)")  # fmt: skip
     p.add_argument("--allow-env-change", action="store_true",
                    help="let regressions fail the build even when CPU, GPU, torch, threads or CUDA differ")  # fmt: skip
+    p.add_argument("--allow-execution-change", action="store_true",
+                   help="judge the current run's execution against the baseline's other one (e.g. compile against "
+                        "eager; one execution each side); without it, sides that share no execution exit 2")  # fmt: skip
     p.add_argument(
         "--baselines-dir",
         type=Path,
@@ -61,7 +64,8 @@ def _run(args: argparse.Namespace) -> int:
     baseline = load_side(args.baseline, args.baselines_dir)
     current = load_side(args.current, args.baselines_dir)
     report = compare(baseline, current, thresholds=thresholds, alpha=args.alpha, correction=args.correction,
-                     allow_env_change=args.allow_env_change, speed_adjust=args.speed_adjust)  # fmt: skip
+                     allow_env_change=args.allow_env_change, speed_adjust=args.speed_adjust,
+                     allow_execution_change=args.allow_execution_change)  # fmt: skip
     if args.format == "json":
         text = json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n"
     elif args.format == "md":

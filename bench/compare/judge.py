@@ -34,6 +34,7 @@ def compare(
     alpha: float = 0.05,
     correction: str = "holm",
     allow_env_change: bool = False,
+    allow_execution_change: bool = False,
     speed_adjust: bool = True,
     n_boot: int = N_BOOTSTRAP,
     seed: int = 0,
@@ -41,7 +42,9 @@ def compare(
     """Compare every cell of ``current`` with the same cell (join key) of ``baseline``.
 
     ``speed_adjust``: judge latency relative to the machine-speed reference (see ``bench.compare``);
-    applied only where the environments match.
+    applied only where the environments match. Cells join on their whole key, execution included; two sides
+    that share no execution (eager against compile) are refused (``UsageError``, exit 2) unless
+    ``allow_execution_change``, which judges the current side's one execution against the baseline's one.
     """
     _check_settings(alpha, correction)
     ths = _thresholds(thresholds)
@@ -49,12 +52,39 @@ def compare(
     judging = Judging(alpha, correction, n_boot, seed, speed_adjust, changes, bool(changes) and not allow_env_change)
     checks = [check_for(METRICS[name], th, judging) for name, th in ths.items()]
     brows, crows = _rows_by_key(baseline), _rows_by_key(current)
+    brows, execution_note = _match_executions(brows, crows, allow_execution_change)
     keys = sorted(set(brows) | set(crows), key=lambda k: k.id)
     cells, check_notes = _judge_cells([_cell(k, brows.get(k), crows.get(k), judging.env_changed) for k in keys],
                                       brows, crows, checks)  # fmt: skip
-    notes = _side_notes(baseline, current) + check_notes
+    notes = _side_notes(baseline, current) + execution_note + check_notes
     return ComparisonReport(baseline.info, current.info, tuple(ths.values()), alpha, correction, changes,
                             allow_env_change, cells, tuple(notes))  # fmt: skip
+
+
+def _match_executions(
+    brows: dict[CellKey, Any], crows: Mapping[CellKey, Any], allow: bool
+) -> tuple[dict[CellKey, Any], list[str]]:
+    """The baseline's rows keyed for the join, and a note when executions were judged against each other.
+
+    Sides that share an execution join as they are (cells of other executions are added or removed). Sides
+    that share none are refused unless ``allow``: then each must hold one execution, and the baseline's cells
+    are judged as if they had the current one.
+    """
+    b = sorted({k.execution for k in brows})
+    c = sorted({k.execution for k in crows})
+    if not b or not c or set(b) & set(c):
+        return brows, []
+    if not allow:
+        raise UsageError(f"the baseline ran execution {'+'.join(b) if len(b) == 1 else ', '.join(b)} and the current "
+                         f"run {', '.join(c)}: compare judges cells of the same execution only (pass "
+                         "--allow-execution-change to judge one against the other)")  # fmt: skip
+    if len(b) > 1 or len(c) > 1:
+        raise UsageError(f"--allow-execution-change judges one execution against one; the baseline has {', '.join(b)}"
+                         f" and the current run {', '.join(c)} (select one with `aigc-bench run --execution`)")  # fmt: skip
+    return {replace(k, execution=c[0]): v for k, v in brows.items()}, [
+        f"execution changed: the baseline's {b[0]} cells are judged against the current {c[0]} cells "
+        "(--allow-execution-change)"
+    ]
 
 
 def _check_settings(alpha: float, correction: str) -> None:
