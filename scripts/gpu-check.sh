@@ -62,6 +62,11 @@ if has runs; then
     --family lstm,gru,transformer --out "$r"
   step run-system 60 $py -m bench.cli run cv-backbones --profile quick --device cuda --family resnet,vit \
     --allocator system --out "$work/system"
+  # issue 15: the warm (pre-started, SIGSTOPped) worker must pick up CUDA like a freshly spawned one
+  step run-spawn 60 env AIGC_BENCH_WORKER_START=spawn $py -m bench.cli run cv-backbones --profile quick --device cuda \
+    --family resnet,vit --out "$work/spawn"
+  step compare-start 30 bash -c "$py -m bench.cli compare \$(ls $r/cv-backbones/*.json | head -1) \
+    \$(ls $work/spawn/cv-backbones/*.json | head -1); echo compare exit \$?"
   step compare-regimes 60 bash -c "$py -m bench.cli compare \$(ls $r/cv-backbones/*.json | head -1) \
     \$(ls $work/system/cv-backbones/*.json | head -1); echo compare exit \$?"
 fi
