@@ -8,12 +8,12 @@ judges it (:class:`Judge`), its report header and scope, and the other metrics' 
     from bench.registry import register_metric
 
     @register_metric("achieved", needs=("macs", "latency_p50_ms"), columns=(
-        Column("achieved_gflops", unit="GFLOP/s", better="higher", header="GFLOP/s",
+        Column("fwd_gflops", unit="GFLOP/s", better="higher", header="GFLOP/s",
                judge=Judge("threshold", default=10.0), export=True),
     ))
     def achieved(ctx):
         seconds = ctx.results["latency_p50_ms"] / 1e3
-        return {"achieved_gflops": 2 * ctx.results["macs"] / seconds / 1e9}
+        return {"fwd_gflops": 2 * ctx.results["macs"] / seconds / 1e9}
 
 Everything else is derived from the catalogue: the worker runs a metric after those it needs and hands
 it their values (``MetricContext.results``); the report's main table takes its columns (header, scope,

@@ -29,12 +29,12 @@ from bench.registry import register_metric
 
 
 @register_metric("achieved", needs=("macs", "latency_p50_ms"), columns=(
-    Column("achieved_gflops", unit="GFLOP/s", better="higher", header="GFLOP/s", frame=True, export=True,
+    Column("fwd_gflops", unit="GFLOP/s", better="higher", header="GFLOP/s", frame=True, export=True,
            judge=Judge("threshold", 10.0)),
 ))
 def achieved(ctx):
     seconds = ctx.results["latency_p50_ms"] / 1e3
-    return {"achieved_gflops": 2 * ctx.results["macs"] / seconds / 1e9}
+    return {"fwd_gflops": 2 * ctx.results["macs"] / seconds / 1e9}
 '''
 
 
@@ -51,7 +51,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     unregister_metric("achieved")
     for name in ("my_metrics.achieved", "my_metrics"):
         sys.modules.pop(name, None)
-    assert catalogue.producer("achieved_gflops") is None
+    assert catalogue.producer("fwd_gflops") is None
 
 
 def _suite() -> Suite:
@@ -73,13 +73,13 @@ def test_a_metric_in_one_file_is_measured_stored_reported_compared_and_exported(
     (rec,) = result.records
     m = rec["metrics"]
     assert rec["status"] == "ok"
-    assert m["achieved_gflops"] > 0
-    assert m["achieved_gflops"] == pytest.approx(2 * m["macs"] / (m["latency_p50_ms"] / 1e3) / 1e9)
+    assert m["fwd_gflops"] > 0
+    assert m["fwd_gflops"] == pytest.approx(2 * m["macs"] / (m["latency_p50_ms"] / 1e3) / 1e9)
 
     # stored: in the run file, and a column of every load_results frame
     stored = load_run(result.path)["records"][0]["metrics"]
-    assert stored["achieved_gflops"] == m["achieved_gflops"]
-    assert "achieved_gflops" in columns() and "achieved_gflops" in load_results(result.path).columns
+    assert stored["fwd_gflops"] == m["fwd_gflops"]
+    assert "fwd_gflops" in columns() and "fwd_gflops" in load_results(result.path).columns
 
     # reported: a column of the Markdown table (its declared header) and of the tidy CSV
     assert main(["report", str(result.path), "--out", str(tmp_path / "reports"), "--format", "md,csv"]) == 0
@@ -88,22 +88,22 @@ def test_a_metric_in_one_file_is_measured_stored_reported_compared_and_exported(
     assert "GFLOP/s" in header
     (csv_path,) = (tmp_path / "reports" / "toy").glob("*.csv")
     (row,) = csv.DictReader(csv_path.open())
-    assert float(row["achieved_gflops"]) == pytest.approx(m["achieved_gflops"])
+    assert float(row["fwd_gflops"]) == pytest.approx(m["fwd_gflops"])
 
     # compared: half the rate in a copy of the run is a regression beyond the declared 10% threshold
     slower = json.loads(result.path.read_text())
-    slower["records"][0]["metrics"]["achieved_gflops"] /= 2
+    slower["records"][0]["metrics"]["fwd_gflops"] /= 2
     slower_path = tmp_path / "slower.json"
     slower_path.write_text(json.dumps(slower))
     capsys.readouterr()
-    code = main(["compare", str(result.path), str(slower_path), "--fail-on", "achieved_gflops:10%", "--format", "json"])
-    verdict = json.loads(capsys.readouterr().out)["cells"][0]["metrics"]["achieved_gflops"]
+    code = main(["compare", str(result.path), str(slower_path), "--fail-on", "fwd_gflops:10%", "--format", "json"])
+    verdict = json.loads(capsys.readouterr().out)["cells"][0]["metrics"]["fwd_gflops"]
     assert code == 1 and verdict["verdict"] == "regressed" and verdict["fails"] and verdict["unit"] == "GFLOP/s"
     assert verdict["change"] == pytest.approx(-50.0)
-    assert main(["compare", str(result.path), str(result.path), "--fail-on", "achieved_gflops:10%"]) == 0
+    assert main(["compare", str(result.path), str(result.path), "--fail-on", "fwd_gflops:10%"]) == 0
 
     # exported: in each benchmark's extra_info
     out = tmp_path / "export.json"
     assert main(["export", str(result.path), "--format", "pytest-benchmark", "-o", str(out)]) == 0
     (bench,) = json.loads(out.read_text())["benchmarks"]
-    assert bench["extra_info"]["achieved_gflops"] == pytest.approx(m["achieved_gflops"])
+    assert bench["extra_info"]["fwd_gflops"] == pytest.approx(m["fwd_gflops"])
