@@ -38,8 +38,10 @@ COLUMNS = (
 Meter = tuple[Callable[[], float] | None, str]
 
 
-def rapl_meter(root: Path = POWERCAP) -> Meter:
-    """A reader of the CPU packages' cumulative energy (J) from RAPL, with counter wrap-around handled."""
+def rapl_meter(root: Path | None = None) -> Meter:
+    """A reader of the CPU packages' cumulative energy (J) from RAPL (``root``: the powercap folder), with
+    counter wrap-around handled."""
+    root = POWERCAP if root is None else root
     domains = sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1)  # packages, not subzones
     if not domains:
         return None, f"unavailable: no RAPL domains under {root}"
