@@ -116,7 +116,7 @@ def test_html_is_self_contained_and_escaped(reports: tuple[Path, list[Path]]) ->
     p.feed(page)
     tags = [t for t, _ in p.tags]
     assert "script" not in tags and "link" not in tags  # nothing executable, nothing fetched
-    assert tags.count("table") == 1
+    assert tags.count("table") == 2  # the main table and the efficiency table (docs/efficiency.md)
     imgs = [a["src"] or "" for t, a in p.tags if t == "img"]
     assert len(imgs) == 3 and all(s.startswith("data:image/png;base64,") for s in imgs)
     assert rd.XSS in "".join(p.text)  # shown as text
