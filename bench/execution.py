@@ -56,6 +56,8 @@ CUDA_ONLY: tuple[str, ...] = ("reduce-overhead",)
 EAGER_METRICS: tuple[str, ...] = ("params", "flops", "seq", "accuracy")
 #: the variable naming inductor's on-disk cache (its compiled kernels, FX graphs): a warm one makes compiling cheap
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+#: ``torch.compile`` 's backend for compiled executions (tests set "eager": dynamo without inductor's compile time)
+DEFAULT_BACKEND = "inductor"
 #: the dtype an autocast cell at fp32 runs in (autocast to float32 would be eager)
 AUTOCAST_DEFAULT_DTYPE = "bf16"
 
@@ -197,13 +199,13 @@ class Applied:
 
 
 def apply(model: torch.nn.Module, inputs: Sequence[Any], execution: str, *, device: str | torch.device,
-          dtype: str, backend: str | Callable[..., Any] = "inductor", cold_cache: bool = False) -> Applied:  # fmt: skip
+          dtype: str, backend: str | Callable[..., Any] | None = None, cold_cache: bool = False) -> Applied:  # fmt: skip
     """Apply ``execution`` to ``model`` (built in ``weights_dtype``) and ``inputs`` for a cell of ``dtype``.
 
     Returns an ``Applied``; raises ``NotApplicable`` when the execution does not apply (channels_last without a
     4-D input, a CUDA-only mode elsewhere). The model is changed in place (channels_last) and wrapped; nothing
     runs yet: compiling happens at the first call (``measure_first_call``). ``backend``: ``torch.compile`` 's
-    (tests use ``"eager"`` to exercise dynamo without inductor's compile time). ``cold_cache``: point inductor's
+    (None: ``DEFAULT_BACKEND``, inductor). ``cold_cache``: point inductor's
     on-disk cache (``TORCHINDUCTOR_CACHE_DIR``) at a new empty folder until ``close``, so ``compile_s`` is a cold
     compile's whatever ran before on the machine (the worker does; a fresh process has no in-memory cache).
     """
@@ -238,7 +240,7 @@ def apply(model: torch.nn.Module, inputs: Sequence[Any], execution: str, *, devi
             os.environ[CACHE_ENV] = applied._cache[0]
         mode = None if ex.compile_mode == "default" else ex.compile_mode
         t0 = time.perf_counter()
-        applied.model = torch.compile(run_model, mode=mode, backend=backend)
+        applied.model = torch.compile(run_model, mode=mode, backend=backend or DEFAULT_BACKEND)
         applied.compile_call_s = time.perf_counter() - t0
     return applied
 
