@@ -220,8 +220,9 @@ def _execution_caption(execs: Sequence[str], vs_eager: bool) -> str:
     """What the execution column and "vs eager" mean, and where MACs come from, when not every cell is eager."""
     if list(execs) == ["eager"]:
         return ""
-    out = " Execution: how the model ran (docs/executions.md); autocast rows run a float32 model under autocast to " \
-          "the dtype in parentheses."
+    out = " Execution: how the model ran (docs/executions.md)."
+    if any("autocast" in e.split("+") for e in execs):
+        out += " Autocast rows run a float32 model under autocast to the dtype in parentheses."
     if vs_eager:
         out += " 'vs eager': eager p50 ÷ this execution's p50 of the same model and batch (2.00× = twice as fast)."
     return out + " MACs are counted on the eager graph for every execution (the same work)."
