@@ -53,6 +53,8 @@ if has tests; then
   xdist=()
   $py -c "import xdist" 2>/dev/null && xdist=(-n 4)
   step cuda-tests 180 $py -m pytest -q -p no:cacheprovider -m cuda "${xdist[@]}" tests/
+  # issue 16: the CUDA peak and efficiency, printed (-s) so the measured figures land in the log
+  step cuda-efficiency 90 $py -m pytest -q -s -p no:cacheprovider -m cuda tests/cuda/test_cuda_efficiency.py
 fi
 if has runs; then
   r="$work/results"
