@@ -36,7 +36,8 @@ def _attn_blhd(q: Tensor, k: Tensor, v: Tensor) -> int:
     return b * h * length_q * length_k * (e + ev)
 
 
-@macs(
+#: scaled_dot_product_attention and every backend kernel it dispatches to, in the (..., H, L, E) layout
+SDPA_OPS = (
     "scaled_dot_product_attention",
     "_scaled_dot_product_attention_math",
     "_scaled_dot_product_flash_attention",
@@ -47,6 +48,9 @@ def _attn_blhd(q: Tensor, k: Tensor, v: Tensor) -> int:
     "_scaled_dot_product_attention_math_for_mps",
     "_triton_scaled_dot_attention",
 )
+
+
+@macs(*SDPA_OPS)
 def _sdpa(inputs: Sequence[Any], outputs: Any) -> int:
     return _attn_bhld(inputs[0], inputs[1], inputs[2])
 
@@ -145,17 +149,7 @@ def _encoder_layer(inputs: Sequence[Any], outputs: Any) -> int:
 # Other FLOPs: the softmax over the scores (and, for the fused layers, norms, biases, activations).
 
 
-@other(
-    "scaled_dot_product_attention",
-    "_scaled_dot_product_attention_math",
-    "_scaled_dot_product_flash_attention",
-    "_scaled_dot_product_flash_attention_for_cpu",
-    "_scaled_dot_product_efficient_attention",
-    "_scaled_dot_product_cudnn_attention",
-    "_scaled_dot_product_fused_attention_overrideable",
-    "_scaled_dot_product_attention_math_for_mps",
-    "_triton_scaled_dot_attention",
-)
+@other(*SDPA_OPS)
 def _sdpa_other(inputs: Sequence[Any], outputs: Any) -> int:
     q, k = inputs[0], inputs[1]
     return SOFTMAX_COST * numel(q.shape[:-1]) * k.shape[-2]
