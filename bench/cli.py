@@ -27,6 +27,20 @@ EPILOG = """exit codes:
 """
 
 
+#: exit codes only some subcommands return: the others' --help leaves them out
+_OWN_CODES = {"1": ("compare",), "3": ("run",)}
+
+
+def epilog_for(command: str) -> str:
+    """``EPILOG`` with only the exit codes ``command`` can return (1 is compare's, 3 is run's)."""
+    keep = []
+    for line in EPILOG.splitlines():
+        code = line.split()[0] if line.split() else ""
+        if command in _OWN_CODES.get(code, (command,)):
+            keep.append(line)
+    return "\n".join(keep) + "\n"
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (what ``timeout`` and CI runners send), raised like Ctrl-C so that it ends the same way."""
 
@@ -78,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"bench.commands.{info.name}").register(sub)
-    for p in sub.choices.values():
-        p.epilog = p.epilog or EPILOG
+    for command, p in sub.choices.items():
+        p.epilog = p.epilog or epilog_for(command)
         p.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
