@@ -23,6 +23,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -197,11 +198,15 @@ def write_reports(
     formats: str | Iterable[str] = FORMATS,
     reference_family: str | None = None,
     on_conflict: str = "error",
+    newest_only: bool = False,
+    left_out: list[str] | None = None,
 ) -> list[Path]:
     """Write one report set per suite found in ``paths`` (files or folders) under ``out_dir/<suite>/``.
 
     Several runs of a suite (shards, reruns) make one combined report; a cell measured by more than
-    one run shows the latest run's record in the tables, while the CSV keeps every record.
+    one run shows the latest run's record in the tables, while the CSV keeps every record. With
+    ``newest_only`` (``aigc-bench report`` without ``--combine``) only each suite's newest run is reported,
+    and a line per suite saying how many older runs were left out is appended to ``left_out``.
     ``on_conflict`` is one of ``CONFLICT_POLICIES``. Returns the paths of the set's files.
     """
     from bench.report.document import build_report, run_stem
@@ -225,11 +230,19 @@ def write_reports(
     written: list[Path] = []
     for suite in sorted(by_suite):
         runs = _unique_runs(by_suite[suite])
+        if newest_only and len(runs) > 1:  # a quick run of one's own must not be combined with a published one
+            newest = max(runs, key=lambda fd: (str(fd[1].get("started_at") or ""), str(fd[1]["run_id"])))
+            if left_out is not None:
+                left_out.append(f"{suite}: reporting the newest run, {newest[1]['run_id']}; {len(runs) - 1} older "
+                                "run(s) left out (--combine combines them)")  # fmt: skip
+            runs = [newest]
         frame = frame_from_runs(runs)
         report = build_report(frame, [d for _, d in runs], reference_family, figures="md" in fmts or "html" in fmts)
         run_ids = [str(d["run_id"]) for _, d in runs]
         stem = run_stem([f for f, _ in runs], run_ids)
         folder = Path(out_dir) / safe_component(suite)  # the suite name comes from the file: never a path
+        if (Path(out_dir) / "history" / "history.md").is_file():  # `aigc-bench history -o <out_dir>/history`
+            report = replace(report, history="../history/history.md")
         written += _write_set(folder, stem, report, fmts, run_ids, on_conflict, Path(out_dir))
     return written
 
