@@ -59,6 +59,9 @@ class Judge:
     samples: str | None = None
     rss_noise_floor: float = 0.0
     order: float = DEFAULT_ORDER  # position among compare's metrics (its reports list them in this order)
+    #: an opt-in metric (``run --metric``): compare lists its threshold only when it is named in ``--fail-on``
+    #: or a side measured it, so comparisons of runs without it read as before
+    optional: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in JUDGE_KINDS:

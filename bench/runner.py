@@ -69,6 +69,8 @@ class RunSettings:
     allocator: str = "steady"  # malloc regime of every worker: steady | system (bench.allocator)
     executions: tuple[str, ...] | None = None  # None: the profile's (bench.execution; eager by default)
     peak_budget_s: float = 0.0  # > 0: measure the machine peak per device first, ~this long each (bench.peak)
+    repeat: int = 1  # > 1: each latency cell measured in this many fresh processes (bench.repeat)
+    metrics: tuple[str, ...] = ()  # metrics measured on top of the profile's (``run --metric``)
 
 
 @dataclass
@@ -135,7 +137,7 @@ def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
     twice that way is expanded once."""
     from bench.sizing import resolve_tier
 
-    profile = suite.profile(settings.profile)
+    profile = with_metrics(suite.profile(settings.profile), settings.metrics)
     tiers = settings.tiers or profile.tiers or tuple(t.name for t in suite.tiers)
     families = settings.families or profile.families
     if families:
@@ -205,6 +207,18 @@ def expand(suite: Suite, settings: RunSettings) -> list[CellSpec]:
     return cells
 
 
+def with_metrics(profile: Profile, names: Sequence[str]) -> Profile:
+    """The profile measuring ``names`` too (``run --metric``), after its own; unknown names are a usage error."""
+    from dataclasses import replace
+
+    from bench.registry import METRICS
+
+    for n in names:
+        METRICS.get(n)  # UnknownNameError (exit 2) with the valid names
+    extra = tuple(n for n in dict.fromkeys(names) if n not in profile.metrics)
+    return replace(profile, metrics=profile.metrics + extra) if extra else profile
+
+
 def select_shard(cells: Sequence[CellSpec], k: int, n: int) -> list[CellSpec]:
     """A deterministic 1/n of the cells (shard k of n, 1-based), balanced by model.
 
@@ -262,9 +276,19 @@ def run(
                 result.records.append(kept[cell.key.id])
                 if on_event:
                     on_event("resumed", cell, kept[cell.key.id])
+        from bench.repeat import Rounds, round_events
+
+        rounds = Rounds(settings.repeat, todo)
         for cell in todo:
             executor.submit(cell, on_event)
+        for cell in rounds.later_rounds(todo):  # interleaved across cells (bench.repeat); shown as phases
+            executor.submit(cell, round_events(on_event, settings.repeat))
         for cell, rec in executor.as_completed():
+            n, combined = rounds.add(cell.key.id, rec)
+            if n > 1:  # a later round: once all are in, the combined record replaces the first round's
+                if combined is not None:
+                    _replace_record(writer, result, cell.key.id, combined)
+                continue
             if cell.key.id in retried:  # the new record replaces the failed one (one record per cell)
                 writer.records[:] = [r for r in writer.records if CellKey.from_dict(r["key"]).id != cell.key.id]
             writer.add(rec)
@@ -275,6 +299,12 @@ def run(
         executor.close()  # drops the cells not measured and ends any still running (an interrupted run)
     writer.finish(analyse=analyse_run)  # under the file's lock, over every cell (another --resume's too)
     return result
+
+
+def _replace_record(writer: RunWriter, result: RunResult, cell_id: str, record: dict[str, Any]) -> None:
+    """Put a cell's combined record (``--repeat``) in place of its first round's, in the file and the result."""
+    writer.add(record)  # replaces the cell's record in place
+    result.records[:] = [record if CellKey.from_dict(r["key"]).id == cell_id else r for r in result.records]
 
 
 def open_run(suite: Suite, settings: RunSettings, cells: Sequence[CellSpec], out_dir: Path,
@@ -309,6 +339,9 @@ def open_run(suite: Suite, settings: RunSettings, cells: Sequence[CellSpec], out
             "cells": len(cells),
             # only when not eager alone: the settings of runs before executions existed stay as they were
             **({"executions": list(executions)} if executions != EAGER_ONLY else {}),
+            # only when asked for: the settings of runs without them stay as they were
+            **({"repeat": settings.repeat} if settings.repeat > 1 else {}),
+            **({"metrics": list(settings.metrics)} if settings.metrics else {}),
         },
         "env": fingerprint(threads=settings.threads),
         "started_at": utc_now(),
@@ -360,7 +393,8 @@ def find_resumable(out_dir: Path, suite: str, shash: str, settings: dict[str, An
     folder = Path(out_dir) / suite
     if not folder.is_dir():
         return None
-    keys = ("devices", "dtypes", "batch_sizes", "threads", "allocator", "tiers", "families", "shard", "executions")
+    keys = ("devices", "dtypes", "batch_sizes", "threads", "allocator", "tiers", "families", "shard", "executions",
+            "repeat", "metrics")
     for f in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             doc = load_run(f)

@@ -63,6 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "'aigc-bench[ray]'; see docs/ray.md)")  # fmt: skip
     p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
                    help="with --executor ray: the cluster to join (default: start a local Ray)")  # fmt: skip
+    p.add_argument("--repeat", default=1, type=bounded_int(1, 100), metavar="K",
+                   help="measure each latency cell in K fresh processes, rounds interleaved across cells; compare "
+                        "then tests per-process medians (docs/ci.md; 10 for regression checks of the quick profile)")  # fmt: skip
+    p.add_argument("--metric", default=None, type=name_list, metavar="NAMES",
+                   help="metrics to measure on top of the profile's (comma list), e.g. instructions (CPU instruction "
+                        "counts under valgrind, for tiny cells; docs/ci.md)")  # fmt: skip
     p.add_argument("--tier", default=None, type=name_list, help="only these tiers (comma list)")
     p.add_argument("--family", default=None, type=name_list, help="only these families (comma list)")
     p.add_argument("--shard", default=None, help="run shard K of N (e.g. 2/4): a deterministic 1/N of the cells")
@@ -121,7 +127,11 @@ def _run(args: argparse.Namespace) -> int:
         allocator=args.allocator,
         executions=args.execution,
         peak_budget_s=args.peak_budget,
+        repeat=args.repeat,
+        metrics=args.metric or (),
     )
+    if args.repeat > 1 and (args.executor != "local" or args.jobs > 1):
+        raise UsageError("--repeat runs a cell's processes one after another: it needs --executor local and --jobs 1")
     cells = runner.expand(suite, settings)  # bad names fail here, before any file is written
     _check_writable(out_dir, "output")
     if not args.no_report:

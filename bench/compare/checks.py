@@ -85,6 +85,7 @@ class Pending:
     baseline: float  # median of the samples
     current: float
     speed_drift: float  # the larger |after/before - 1| of the two sides' machine-speed references
+    per_process: bool = False  # tested over per-process medians (``run --repeat``), not the pooled samples
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,23 @@ def speed_refs(brow: Mapping[str, Any], crow: Mapping[str, Any]) -> tuple[list[f
     return (rb, rc) if rb and rc and kb is not None and kb == kc else None
 
 
+def process_medians(brow: Mapping[str, Any], crow: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
+    """Both sides' per-process latency medians (``run --repeat``, ``bench.repeat``) when each has at least two
+    processes, else None (the pooled samples are tested, as for runs without ``--repeat``)."""
+    from bench.repeat import PROCESS_SAMPLES
+
+    b, c = _samples(brow, f"{PROCESS_SAMPLES}_samples"), _samples(crow, f"{PROCESS_SAMPLES}_samples")
+    return (b, c) if len(b) >= 2 and len(c) >= 2 else None
+
+
+def process_refs(brow: Mapping[str, Any], crow: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
+    """Both sides' per-process machine-speed reference medians, when both have them."""
+    from bench.repeat import REF_PROCESS_SAMPLES
+
+    b, c = _samples(brow, f"{REF_PROCESS_SAMPLES}_samples"), _samples(crow, f"{REF_PROCESS_SAMPLES}_samples")
+    return (b, c) if b and c else None
+
+
 class SampledCheck(Check):
     """Latency from the raw samples of both runs (see ``bench.compare``'s docstring for the whole rule)."""
 
@@ -230,22 +248,31 @@ class SampledCheck(Check):
                                 n_current=len(cs))  # fmt: skip
         j = self.judging
         refs = speed_refs(pair.baseline, pair.current) if j.adjust else None
+        per_process = process_medians(pair.baseline, pair.current) if column == "latency_samples" else None
+        if per_process is not None:  # run --repeat: one value per process, so a per-process shift counts once
+            bs, cs = per_process
+            refs = process_refs(pair.baseline, pair.current) if refs else None
         # Even 1 or 2 samples go through the test: it then cannot be significant, which is the honest
         # answer ("too noisy"); a threshold-only verdict would turn one slow sample into a failure.
         shift = sample_shift(bs, cs, alpha=j.alpha, n_boot=j.n_boot, seed=cell_seed(pair.key.id, j.seed),
                              ref_baseline=refs[0] if refs else None, ref_current=refs[1] if refs else None)  # fmt: skip
         drift = max(abs(_value(r, "speed_ref_drift") or 0.0) for r in (pair.baseline, pair.current))
-        return Pending(pair.key, shift, float(np.median(bs)), float(np.median(cs)), drift)
+        return Pending(pair.key, shift, float(np.median(bs)), float(np.median(cs)), drift, per_process is not None)
 
     def resolve(self, pending: Sequence[Pending]) -> list[MetricComparison]:
         """One family of tests: every latency comparison of the report, corrected together."""
         from bench.compare.stats import adjust_pvalues
 
         adjusted = adjust_pvalues([p.shift.p_both for p in pending], self.judging.correction)
-        return [replace(self._verdict(p.shift, p_adj, len(pending), p.speed_drift), baseline=p.baseline,
-                        current=p.current) for p, p_adj in zip(pending, adjusted, strict=True)]  # fmt: skip
+        out = []
+        for p, p_adj in zip(pending, adjusted, strict=True):
+            m = replace(self._verdict(p.shift, p_adj, len(pending), p.speed_drift, p.per_process),
+                        baseline=p.baseline, current=p.current)  # fmt: skip
+            out.append(m)
+        return out
 
-    def _verdict(self, shift: SampleShift, p_adj: float, family: int, speed_drift: float) -> MetricComparison:
+    def _verdict(self, shift: SampleShift, p_adj: float, family: int, speed_drift: float,
+                 per_process: bool = False) -> MetricComparison:  # fmt: skip
         """One latency verdict from the test (``p_adj``: its corrected ``p_both``) and the threshold.
 
         With a reference, the change relative to the machine can veto a verdict (it must also be beyond
@@ -283,9 +310,13 @@ class SampledCheck(Check):
             # Say when no outcome could have been significant: too few samples, not a noisy machine.
             floor = min_p_value(shift.n_baseline, shift.n_current) * (family if correction == "holm" else 1)
             if floor >= alpha:
-                note = (f"only {shift.n_baseline}/{shift.n_current} samples: no test can reach alpha {alpha:g} "
-                        f"(best corrected p {min(1.0, floor):.2g}); use a profile that takes more samples")  # fmt: skip
+                what, fix = ("processes", "run with a larger --repeat") if per_process else (
+                    "samples", "use a profile that takes more samples")  # fmt: skip
+                note = (f"only {shift.n_baseline}/{shift.n_current} {what}: no test can reach alpha {alpha:g} "
+                        f"(best corrected p {min(1.0, floor):.2g}); {fix}")  # fmt: skip
         method = f"Mann-Whitney U ({correction}-corrected) + bootstrap CI of the median ratio"
+        if per_process:
+            method += f" over per-process medians ({shift.n_baseline}/{shift.n_current} processes)"
         if shift.speed_factor is not None:
             method += "; the change relative to the machine-speed reference must agree"
         return self._result(None, None, change, verdict, method, p_value=shift.p_value, p_adjusted=p_adj,

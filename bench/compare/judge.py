@@ -47,7 +47,7 @@ def compare(
     ``allow_execution_change``, which judges the current side's one execution against the baseline's one.
     """
     _check_settings(alpha, correction)
-    ths = _thresholds(thresholds)
+    ths = _thresholds(thresholds, baseline, current)
     changes = env_changes(baseline.env, current.env) + allocator_changes(baseline, current)
     judging = Judging(alpha, correction, n_boot, seed, speed_adjust, changes, bool(changes) and not allow_env_change)
     checks = [check_for(METRICS[name], th, judging) for name, th in ths.items()]
@@ -94,10 +94,18 @@ def _check_settings(alpha: float, correction: str) -> None:
         raise UsageError(f"unknown correction {correction!r}; valid choices: {', '.join(CORRECTIONS)}")
 
 
-def _thresholds(given: Sequence[Threshold] | None) -> dict[str, Threshold]:
-    """One threshold per metric, in ``METRICS`` order: the given ones, the default (not gating) for the rest."""
+def _thresholds(given: Sequence[Threshold] | None, *sides: RunSet) -> dict[str, Threshold]:
+    """One threshold per metric, in ``METRICS`` order: the given ones, the default (not gating) for the rest.
+
+    An optional metric (``instructions``) not named as gating is left out unless a side measured it.
+    """
     named = {t.metric: t for t in (given or parse_fail_on(None))}
-    return {n: named.get(n) or Threshold(n, s.default, s.threshold_unit, gating=False) for n, s in METRICS.items()}
+    out = {n: named.get(n) or Threshold(n, s.default, s.threshold_unit, gating=False) for n, s in METRICS.items()}
+    return {n: t for n, t in out.items() if not METRICS[n].optional or t.gating or _measured(METRICS[n].column, sides)}
+
+
+def _measured(column: str, sides: Sequence[RunSet]) -> bool:
+    return any(_value(row, column) is not None for side in sides for row in side.rows)
 
 
 def _judge_cells(

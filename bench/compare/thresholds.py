@@ -32,6 +32,7 @@ class MetricSpec:
     rss_noise_floor: float = 0.0
     samples: str | None = None  # the load_results column of the raw samples a "sampled" check tests
     gating: bool = False  # in the default --fail-on
+    optional: bool = False  # opt-in (``Judge.optional``): listed only when named or measured
 
     @classmethod
     def of(cls, column: Column) -> MetricSpec:
@@ -43,7 +44,8 @@ class MetricSpec:
             None if j.samples is None else "latency_samples" if j.samples == "latency_ms" else f"{j.samples}_samples"
         )
         return cls(column.compare_name or column.name, column.name, column.unit if j.unit is None else j.unit, j.kind,
-                   j.threshold_unit, j.default, column.better != "higher", j.rss_noise_floor, samples, j.gating)  # fmt: skip
+                   j.threshold_unit, j.default, column.better != "higher", j.rss_noise_floor, samples, j.gating,
+                   j.optional)  # fmt: skip
 
 
 class _Specs(Mapping[str, MetricSpec]):

@@ -35,6 +35,7 @@ class Report:
     validity: tuple[str, ...] = ()  # footer: invalid latency cells and why, runs started busy (bench.validity)
     figure_failures: tuple[str, ...] = ()  # one line per figure that could not be drawn (the tables still stand)
     efficiency: tuple[Table, ...] = ()  # achieved GFLOP/s, MFU, intensity, bound (bench.report.efficiency)
+    history: str | None = None  # relative link to `aigc-bench history` output beside the reports, when there is one
 
     @property
     def title(self) -> str:

@@ -271,6 +271,9 @@ def html_page(report: Report) -> str:
     if report.validity:  # invalid latency cells and busy starts (bench.validity)
         items = "".join(f"<li>{_h(line)}</li>" for line in report.validity)
         out.append(f'<section class="validity"><h2>Validity</h2><ul class="env">{items}</ul></section>')
+    if report.history:  # `aigc-bench history` wrote its series and change points beside the reports
+        out.append(f'<p class="history"><a href="{_h(report.history)}">History: series over runs and change '
+                   "points</a></p>")  # fmt: skip
     out.append('<section class="environment"><h2>Environment</h2><ul class="env">')
     out += [f"<li>{_h(line)}</li>" for line in report.environment]
     out.append("</ul>")

@@ -19,7 +19,7 @@ from bench.store.migrate import readable_versions, upgrade
 from bench.store.read import show_path
 
 #: the version of what a run file stores; older versions are upgraded on load (``bench.store.migrate``)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KIND = "aigc-bench/run"
 _REQUIRED = ("schema_version", "kind", "run_id", "suite", "suite_hash", "profile", "env", "records")
 #: key fields every record has (``CellKey`` fields without a default; ``seq_len`` and ``mode`` came later)
@@ -169,7 +169,7 @@ _NUMERIC_METRIC = re.compile(
     r"|iters|threads|per_sample)"
 )
 #: sample lists that are times: finite and >= 0 (compare and export compute on them)
-_TIMED_SAMPLES = ("latency_ms", "speed_ref_ms")
+_TIMED_SAMPLES = ("latency_ms", "speed_ref_ms", "latency_process_ms", "speed_ref_process_ms")
 
 
 def _check_env(c: _Check, env: Any) -> None:
