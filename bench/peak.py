@@ -1,7 +1,10 @@
 """The machine's measured peak, once per run and device: dense GEMM throughput per dtype and memory bandwidth.
 
 GEMM: ``torch.mm`` on square matrices of a few sizes, in the cell's dtype, at the run's thread count on CPU
-(CUDA: timed with events and a synchronize). Bandwidth: a large copy (``dst.copy_(src)``: read + write) and a
+(CUDA: timed with events and a synchronize); on CPU also the same GEMM as a 1x1 convolution, which runs
+through oneDNN rather than the BLAS behind ``torch.mm``. The peak is the faster of the two: on AMD EPYC,
+torch.mm's MKL took ~227 GFLOP/s while oneDNN's convolutions ran resnet10t at ~420, so a torch.mm-only peak
+put CNN cells at MFU 1.2-1.9 (runs of 2026-12-01 and before). Bandwidth: a large copy (``dst.copy_(src)``: read + write) and a
 triad (``a = b + s*c``: two reads, one write) on arrays far larger than the caches, in GB/s (10^9 bytes). A
 peak is the best timed block, as STREAM reports its best time: other work on the machine only ever lowers a
 sample, so the best one is the machine's (medians are stored too, and every raw sample).
@@ -30,6 +33,11 @@ DEFAULT_BUDGET_S = 5.0
 BANDWIDTH_SHARE = 0.3
 #: square GEMM sizes tried, smallest first (a size whose single call exceeds its budget ends the list)
 GEMM_SIZES = {"cpu": (512, 1024, 2048), "cuda": (2048, 4096, 8192)}
+#: GEMM kernels timed per device: ``mm`` (torch.mm: MKL/OpenBLAS on CPU, cuBLAS on CUDA) and, on CPU,
+#: ``conv1x1`` (an n x n GEMM over 32x32 positions as a 1x1 convolution: oneDNN, which the convolution cells use)
+GEMM_KERNELS = {"cpu": ("mm", "conv1x1"), "cuda": ("mm",)}
+#: spatial side of the ``conv1x1`` kernel's input: its GEMM is (side^2 x n) @ (n x n)
+CONV_SIDE = 32
 #: bytes of each bandwidth array: far above any last-level cache (CPU L3 <= 256 MiB per socket, GPU L2 <= 128 MiB)
 BANDWIDTH_BYTES = {"cpu": 256 << 20, "cuda": 1 << 30}
 #: a timed block lasts at least this long (one call may be shorter than the clock's resolution)
@@ -106,25 +114,47 @@ def _samples(dev: Any, fn: Callable[[], Any], work: float, budget_s: float) -> l
 
 
 def _gemm(dev: Any, dtype: Any, budget_s: float) -> dict[str, Any]:
+    """The best GEMM GFLOP/s over the device's kernels (``GEMM_KERNELS``), each given an equal share of
+    ``budget_s``: ``{"gflops", "size", "kernel", "sizes"}`` of the winner, and every kernel under ``kernels``."""
+    names = GEMM_KERNELS[dev.type]
+    kernels = {name: _gemm_kernel(dev, dtype, name, budget_s / len(names)) for name in names}
+    name = max(kernels, key=lambda k: kernels[k]["gflops"] if math.isfinite(kernels[k]["gflops"]) else -1.0)
+    best = kernels[name]
+    return {"gflops": best["gflops"], "size": best["size"], "kernel": name, "sizes": best["sizes"],
+            "kernels": kernels}  # fmt: skip
+
+
+def _gemm_call(dev: Any, dtype: Any, kernel: str, n: int) -> tuple[Callable[[], Any], float]:
+    """One call of ``kernel`` at size ``n`` and its GFLOP per call."""
     import torch
 
+    if kernel == "mm":
+        a, b = (torch.randn(n, n, device=dev).to(dtype) for _ in range(2))
+        c = torch.empty(n, n, device=dev, dtype=dtype)
+        return (lambda: torch.mm(a, b, out=c)), 2 * n**3 / 1e9
+    x = torch.randn(1, n, CONV_SIDE, CONV_SIDE, device=dev).to(dtype)
+    w = torch.randn(n, n, 1, 1, device=dev).to(dtype)
+    return (lambda: torch.nn.functional.conv2d(x, w)), 2 * CONV_SIDE**2 * n * n / 1e9
+
+
+def _gemm_kernel(dev: Any, dtype: Any, kernel: str, budget_s: float) -> dict[str, Any]:
     sizes = GEMM_SIZES[dev.type]
     per_size = budget_s / len(sizes)
     found: list[dict[str, Any]] = []
     for n in sizes:
-        a = torch.randn(n, n, device=dev).to(dtype)
-        b = torch.randn(n, n, device=dev).to(dtype)
-        c = torch.empty(n, n, device=dev, dtype=dtype)
+        call, work = _gemm_call(dev, dtype, kernel, n)
         t = time.perf_counter()
-        samples = _samples(dev, lambda a=a, b=b, c=c: torch.mm(a, b, out=c), 2 * n**3 / 1e9, per_size)
+        samples = _samples(dev, call, work, per_size)
         found.append(
             {"n": n, "gflops": max(samples, default=math.nan), "median_gflops": _median(samples), "samples": samples}
         )
-        del a, b, c
+        del call
         bigger = [m for m in sizes if m > n]
         spent = time.perf_counter() - t
         # a larger size needs a warm-up call and one timed call: stop when that alone would overrun its budget
-        if bigger and 2 * (2 * bigger[0] ** 3 / 1e9) / max(found[-1]["gflops"], 1e-9) > per_size + (per_size - spent):
+        if bigger and 2 * work * (bigger[0] / n) ** (3 if kernel == "mm" else 2) / max(found[-1]["gflops"], 1e-9) > (
+            per_size + (per_size - spent)
+        ):
             break
     best = max(found, key=lambda s: s["gflops"] if math.isfinite(s["gflops"]) else -1.0)
     return {"gflops": best["gflops"], "size": best["n"], "sizes": found}

@@ -179,6 +179,9 @@ def _caption(rows: Sequence[Mapping[str, Any]], docs: Sequence[Mapping[str, Any]
         out.append(f"Lowest intensity: {r['family']} ({fmt_sig(v)} FLOP/B, {r['tier']} b{int(r['batch_size'])}).")
     if not peak_measured(docs):
         out.append(f"MFU, BW use and bound: {NO_PEAK} (aigc-bench run measures it unless --peak-budget 0).")
+    over = [r for r in ok if num(r.get("mfu")) > 1]
+    if over:
+        out.append(_over_peak(over, docs))
     if not any(math.isfinite(num(r.get("bytes_moved"))) for r in ok):
         out.append("FLOP/B, BW use and bound: bytes moved not counted in this run (a newer flops metric counts them).")
     sources = sorted({str(r.get("energy_source")) for r in ok if str(r.get("energy_source") or "").startswith("unav")})
@@ -186,3 +189,26 @@ def _caption(rows: Sequence[Mapping[str, Any]], docs: Sequence[Mapping[str, Any]
         why = "; ".join(s.removeprefix("unavailable: ") for s in sources)
         out.append("Energy: not measured" + (f" ({why})." if why else " in this run."))
     return " ".join(out)
+
+
+def _over_peak(over: Sequence[Mapping[str, Any]], docs: Sequence[Mapping[str, Any]]) -> str:
+    """Why some cells show MFU above 1: a peak timed with torch.mm alone (runs before the oneDNN kernel was
+    timed too; bench.peak), or work done in fewer multiplications than counted (Winograd/FFT convolutions)."""
+    v, r = max(((num(r.get("mfu")), r) for r in over), key=lambda p: p[0])
+    worst = f"{r['family']} {fmt_sig(v)} at {r['tier']} b{int(r['batch_size'])}"
+    runs = {str(d.get("run_id")): d for d in docs}
+    one_kernel = any(_mm_only(runs.get(str(x.get("run_id")), {}), str(x.get("device"))) for x in over)
+    why = ("this run timed its GEMM peak with torch.mm alone, whose BLAS can be slower than the oneDNN kernels "
+           "convolutions use (re-run to time both; docs/efficiency.md)" if one_kernel else
+           "the cell did fewer multiplications than counted (e.g. Winograd or FFT convolutions) or beat both "
+           "GEMM kernels timed")  # fmt: skip
+    return f"MFU above 1 in {len(over)} cell(s) (highest: {worst}): {why}."
+
+
+def _mm_only(doc: Mapping[str, Any], device: str) -> bool:
+    """Whether the run's stored GEMM peak for ``device`` was timed with one kernel (no ``kernels`` entry)."""
+    entry = (
+        ((doc.get("env") or {}).get("peak") or {}).get(device.split(":", 1)[0]) if isinstance(doc, Mapping) else None
+    )
+    gemm = entry.get("gemm") if isinstance(entry, Mapping) else None
+    return isinstance(gemm, Mapping) and any(isinstance(g, Mapping) and "kernels" not in g for g in gemm.values())

@@ -86,3 +86,19 @@ def test_derived_metrics_are_recomputed_identically_from_a_stored_run(tmp_path: 
     second = {p.name: p.read_bytes() for p in write_reports(path, tmp_path / "b")}
     assert first == second and any(n.endswith("roofline-cpu.png") for n in first)
     assert "mfu" in first["run.csv"].decode().splitlines()[0].split(",")
+
+
+def test_mfu_above_one_is_explained_under_the_efficiency_table() -> None:
+    """A peak timed with torch.mm alone (runs before the oneDNN kernel was timed) says so; a two-kernel peak
+    names fewer multiplications than counted instead; no cell above 1, no sentence."""
+    doc = _with_peak()
+    low = json.loads(json.dumps(doc))
+    low["env"]["peak"]["cpu"]["gemm"]["fp32"]["gflops"] = 1.0  # every cell far above this "peak"
+    (eff,) = _report(low).efficiency
+    assert "MFU above 1 in" in eff.caption and "torch.mm alone" in eff.caption
+    low["env"]["peak"]["cpu"]["gemm"]["fp32"]["kernels"] = {"mm": {"gflops": 1.0}, "conv1x1": {"gflops": 0.5}}
+    (eff,) = _report(low).efficiency
+    assert "MFU above 1 in" in eff.caption and "fewer multiplications than counted" in eff.caption
+    doc["env"]["peak"]["cpu"]["gemm"]["fp32"]["gflops"] = 1e6
+    (eff,) = _report(doc).efficiency
+    assert "MFU above 1" not in eff.caption

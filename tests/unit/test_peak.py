@@ -38,6 +38,9 @@ def test_peak_is_positive_with_raw_samples_and_restores_threads_and_rng(small: N
         assert g["gflops"] > 0 and g["size"] in (64, 128)
         assert all(s["samples"] and min(s["samples"]) > 0 for s in g["sizes"])
         assert g["gflops"] == max(s["gflops"] for s in g["sizes"])  # the best size's median
+        # CPU times the BLAS GEMM and the same GEMM through oneDNN (a 1x1 convolution); the peak is the faster
+        assert set(g["kernels"]) == {"mm", "conv1x1"} and g["kernel"] in g["kernels"]
+        assert g["gflops"] == max(k["gflops"] for k in g["kernels"].values()) == g["kernels"][g["kernel"]]["gflops"]
     bw = p["bandwidth"]
     assert bw["gbs"] == max(bw["copy"]["gbs"], bw["triad"]["gbs"]) > 0
     assert bw["copy"]["bytes"] == 2 * (4 << 20) and bw["triad"]["bytes"] == 3 * (4 << 20)  # read + write
@@ -123,3 +126,13 @@ def test_run_refuses_a_bad_peak_budget(capsys: pytest.CaptureFixture[str]) -> No
         with pytest.raises(SystemExit) as e:
             main(["run", "cv-backbones", "--peak-budget", bad])
         assert e.value.code == 2 and "--peak-budget" in capsys.readouterr().err
+
+
+def test_the_conv1x1_kernel_counts_the_flops_of_its_gemm() -> None:
+    """(side^2 x n) @ (n x n) as a 1x1 convolution: 2 * side^2 * n^2 FLOPs, the same output as the matmul."""
+    call, gflop = peak._gemm_call(torch.device("cpu"), torch.float32, "conv1x1", 16)
+    assert gflop == 2 * peak.CONV_SIDE**2 * 16 * 16 / 1e9
+    out = call()
+    assert out.shape == (1, 16, peak.CONV_SIDE, peak.CONV_SIDE)
+    _, mm_gflop = peak._gemm_call(torch.device("cpu"), torch.float32, "mm", 16)
+    assert mm_gflop == 2 * 16**3 / 1e9
