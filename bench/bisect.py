@@ -187,7 +187,9 @@ class RunMeasure:
     repo: Path
     cell: str
     metric: str = "latency_p50_ms"
-    suite: str | None = None  # what ``run`` is given (a suite name or a suite file in the repository); default: the id's
+    suite: str | None = (
+        None  # what ``run`` is given (a suite name or a suite file in the repository); default: the id's
+    )
     profile: str | None = None
     install: str | None = None
     repeat: int = 1

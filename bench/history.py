@@ -211,7 +211,10 @@ def to_markdown(series: Sequence[Series]) -> str:
              "## Steps", ""]  # fmt: skip
     stepped = [(s, st) for s in series for st in s.steps]
     if stepped:
-        lines += ["| cell | at run | commit | started | before | after | change | figure |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| cell | at run | commit | started | before | after | change | figure |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for s, st in stepped:
             p = s.points[st.index]
             lines.append(f"| {md_code(s.cell, True)} | {st.index} ({md_code(p.run_id, True)}) | "

@@ -276,8 +276,12 @@ def main() -> None:
     ap.add_argument("--skip-variant", action="store_true", help="skip the slower-variant A/B")
     ap.add_argument("--variant-reps", type=int, default=1, help="pairs of the slower-variant A/B")
     ap.add_argument("--repeat", type=int, default=1, help="processes per latency cell (aigc-bench run --repeat)")
-    ap.add_argument("--metric", default=None, choices=("instructions",),
-                    help="also count instructions (valgrind) and judge them at 1%% (the variant judges them alone)")
+    ap.add_argument(
+        "--metric",
+        default=None,
+        choices=("instructions",),
+        help="also count instructions (valgrind) and judge them at 1%% (the variant judges them alone)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     out = args.out / time.strftime("%Y%m%dT%H%M%S")

@@ -157,13 +157,14 @@ def to_markdown(report: ComparisonReport, *, max_cells: int = 400) -> str:
                 for c in cs
             ]
     lines += ["", f"<details><summary>All {len(report.cells)} cells</summary>", ""]
-    lines += ["| cell | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
+    names = shown_metrics(report)
+    lines += ["| cell | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for c in report.cells[:max_cells]:
         if c.status != COMPARED:
-            lines.append(f"| {_md_code(cell_label(c.key))} | {c.status} |" + " |" * (len(METRICS) - 1))
+            lines.append(f"| {_md_code(cell_label(c.key))} | {c.status} |" + " |" * (len(names) - 1))
             continue
         vals = []
-        for name in METRICS:
+        for name in names:
             m = c.metric(name)
             vals.append("" if m is None else f"{format_change(m)} {_MD_MARK[m.verdict]}".strip())
         lines.append(f"| {_md_code(cell_label(c.key))} | " + " | ".join(vals) + " |")
@@ -242,15 +243,22 @@ def _cells_table(report: ComparisonReport) -> Table:
 
     t = Table(title="cells (change vs baseline)")
     t.add_column("cell")
-    for name in METRICS:
+    names = shown_metrics(report)
+    for name in names:
         t.add_column(name, justify="right")
     for c in report.cells:
         if c.status != COMPARED:
             st = "red" if c.status == FAILED else "cyan"
-            t.add_row(escape(cell_label(c.key)), f"[{st}]{escape(c.status)}[/{st}]", *([""] * (len(METRICS) - 1)))
+            t.add_row(escape(cell_label(c.key)), f"[{st}]{escape(c.status)}[/{st}]", *([""] * (len(names) - 1)))
         else:
-            t.add_row(escape(cell_label(c.key)), *(_cell_change(c.metric(name)) for name in METRICS))
+            t.add_row(escape(cell_label(c.key)), *(_cell_change(c.metric(name)) for name in names))
     return t
+
+
+def shown_metrics(report: ComparisonReport) -> list[str]:
+    """The metric columns of the cell tables: those the report has thresholds for (an optional metric such as
+    ``instructions`` only when a side measured it or ``--fail-on`` named it), in compare's order."""
+    return [t.metric for t in report.thresholds]
 
 
 def _cell_change(m: MetricComparison | None) -> str:

@@ -37,7 +37,7 @@ def build():
     return Toy()
 '''
 
-TOY_SUITE = '''from bench.registry import register_suite
+TOY_SUITE = """from bench.registry import register_suite
 from bench.spec import Profile, Suite, Tier, VariantSpec
 
 
@@ -48,7 +48,7 @@ def toy():
                 variants=(VariantSpec(family="toy", builder="toymodel:build", name="toy"),))
     return Suite(name="bisect-toy", description="bisect test", input_kind="image", tiers=(tier,), profiles=(prof,),
                  default_profile="quick")
-'''
+"""
 CELL = "bisect-toy/t/toy/toy/cpu/fp32/b1/8/infer"
 
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _runfiles import ENV, record
 
 from bench.cli import main
 from bench.errors import UsageError
 from bench.history import change_points, load_series, steps_of, write_history
 from bench.store import RunWriter, reserve_path
-
-from ._runfiles import ENV, record
 
 
 def _runs(folder: Path, values: dict[str, list[float]]) -> None:

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _runfiles import record, run_file
 
 from bench import runner
 from bench.compare import METRICS, CellPair, Judging, Threshold, ThresholdCheck, Verdict, check_for, compare, load_side
@@ -13,17 +14,15 @@ from bench.metrics import MetricContext
 from bench.metrics import instructions as ins
 from bench.spec import CellKey, Profile, Suite, Tier, VariantSpec, freeze
 
-from ._runfiles import record, run_file
-
 LIN = VariantSpec(family="linear", builder="torch.nn:Linear", model_args=freeze({"in_features": 8, "out_features": 4}))
 
 
-def _cell(**settings):
+def _cell(metrics: tuple[str, ...] = ("instructions",)):
     prof = Profile(name="quick", batch_sizes=(1,), metrics=("params",), warmup_s=0.05, min_run_time_s=0.05)
     tier = Tier(name="t", target_params=36, tolerance=1.0, input_shape=(8,), variants=(LIN,))
     suite = Suite(name="toy", description="toy", input_kind="image", tiers=(tier,), profiles=(prof,),
                   default_profile="quick")  # fmt: skip
-    return runner.expand(suite, runner.RunSettings(devices=("cpu",), metrics=("instructions",), **settings))[0]
+    return runner.expand(suite, runner.RunSettings(devices=("cpu",), metrics=metrics))[0]
 
 
 def test_run_metric_adds_it_to_the_profile_and_unknown_names_exit_2() -> None:

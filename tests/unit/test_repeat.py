@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _runfiles import record, run_file
 
 from bench import runner
 from bench.cli import main
@@ -14,8 +15,6 @@ from bench.compare import Verdict, compare, load_side
 from bench.repeat import PROCESS_SAMPLES, PROCESSES_METRIC, REF_PROCESS_SAMPLES, Rounds, combine
 from bench.spec import Profile, Suite, Tier, VariantSpec, freeze
 from bench.store import load_results, load_run
-
-from ._runfiles import record, run_file
 
 LIN = VariantSpec(family="linear", builder="torch.nn:Linear", model_args=freeze({"in_features": 8, "out_features": 4}))
 WIDE = VariantSpec(family="wide", builder="torch.nn:Linear", model_args=freeze({"in_features": 8, "out_features": 40}))
@@ -88,7 +87,9 @@ def test_a_failed_round_makes_the_cell_failed_and_says_which() -> None:
 def test_repeat_with_parallel_jobs_is_refused(tmp_path: Path) -> None:
     code = main(["run", "cv-backbones", "--repeat", "3", "--jobs", "2", "--device", "cpu", "--out", str(tmp_path)])
     assert code == 2
-    assert main(["run", "cv-backbones", "--repeat", "0", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["run", "cv-backbones", "--repeat", "0", "--out", str(tmp_path)])
+    assert e.value.code == 2
 
 
 # --------------------------------------------------------------------------- compare over processes
