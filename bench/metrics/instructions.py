@@ -81,10 +81,10 @@ def count_instructions(cell: CellSpec, calls: int = CALLS) -> int:
     from torch.utils.benchmark import Timer
 
     blob = base64.b64encode(pickle.dumps(cell)).decode()
+    # The cell travels inside the setup code: collect_callgrind takes only explicitly wrapped globals.
     timer = Timer(
         stmt="with torch.inference_mode():\n    model(*inputs)",
-        setup="import torch\nfrom bench.metrics.instructions import _build\nmodel, inputs = _build(blob)",
-        globals={"blob": blob},
+        setup=f"import torch\nfrom bench.metrics.instructions import _build\nmodel, inputs = _build({blob!r})",
         num_threads=1,
     )
     with _python_on_path():
