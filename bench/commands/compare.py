@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-execution-change", action="store_true",
                    help="judge the current run's execution against the baseline's other one (e.g. compile against "
                         "eager; one execution each side); without it, sides that share no execution exit 2")  # fmt: skip
+    p.add_argument("--allow-host-change", action="store_true",
+                   help="judge the latency of a cell measured on different hosts on the two sides (Ray runs record "
+                        "each cell's host); without it, such verdicts are shown and never fail")  # fmt: skip
     p.add_argument(
         "--baselines-dir",
         type=Path,
@@ -65,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     current = load_side(args.current, args.baselines_dir)
     report = compare(baseline, current, thresholds=thresholds, alpha=args.alpha, correction=args.correction,
                      allow_env_change=args.allow_env_change, speed_adjust=args.speed_adjust,
-                     allow_execution_change=args.allow_execution_change)  # fmt: skip
+                     allow_execution_change=args.allow_execution_change,
+                     allow_host_change=args.allow_host_change)  # fmt: skip
     if args.format == "json":
         text = json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n"
     elif args.format == "md":

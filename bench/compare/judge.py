@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from bench.compare.checks import CellPair, Check, Judging, Pending, check_for
+from bench.compare.hosts import mark_host_changes
 from bench.compare.loading import _clean, _rows_by_key, _value, allocator_changes, env_changes
 from bench.compare.model import (
     ADDED,
@@ -35,6 +36,7 @@ def compare(
     correction: str = "holm",
     allow_env_change: bool = False,
     allow_execution_change: bool = False,
+    allow_host_change: bool = False,
     speed_adjust: bool = True,
     n_boot: int = N_BOOTSTRAP,
     seed: int = 0,
@@ -45,6 +47,8 @@ def compare(
     applied only where the environments match. Cells join on their whole key, execution included; two sides
     that share no execution (eager against compile) are refused (``UsageError``, exit 2) unless
     ``allow_execution_change``, which judges the current side's one execution against the baseline's one.
+    A cell measured on different hosts on the two sides (Ray records' ``host_env``) has its machine-dependent
+    verdicts marked, never failing, unless ``allow_host_change`` (``bench.compare.hosts``).
     """
     _check_settings(alpha, correction)
     ths = _thresholds(thresholds, baseline, current)
@@ -56,7 +60,8 @@ def compare(
     keys = sorted(set(brows) | set(crows), key=lambda k: k.id)
     cells, check_notes = _judge_cells([_cell(k, brows.get(k), crows.get(k), judging.env_changed) for k in keys],
                                       brows, crows, checks)  # fmt: skip
-    notes = _side_notes(baseline, current) + execution_note + check_notes
+    cells, host_notes = mark_host_changes(cells, brows, crows, allow_host_change)
+    notes = _side_notes(baseline, current) + execution_note + check_notes + host_notes
     return ComparisonReport(baseline.info, current.info, tuple(ths.values()), alpha, correction, changes,
                             allow_env_change, cells, tuple(notes))  # fmt: skip
 

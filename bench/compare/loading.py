@@ -25,6 +25,7 @@ def load_side(spec: str | Path, baselines_dir: Path | str | None = None) -> RunS
     folder, is a ``StoreError`` (exit 2), never left out of the comparison.
     """
     from bench.baselines import DEFAULT_DIR, resolve
+    from bench.compare.hosts import rows_with_hosts
     from bench.store import iter_rows, load_runs, show_path
 
     runs = load_runs(resolve(spec, baselines_dir or DEFAULT_DIR))
@@ -32,7 +33,8 @@ def load_side(spec: str | Path, baselines_dir: Path | str | None = None) -> RunS
         raise UsageError(f"{show_path(spec)}: no aigc-bench run files found")
     paths = [p for p, _ in runs]
     docs = [d for _, d in runs]
-    rows = tuple(row for path, doc in runs for row in iter_rows(doc, path))  # no pandas: compare reads rows
+    # no pandas: compare reads rows; each knows the host that measured it (bench.compare.hosts)
+    rows = tuple(row for path, doc in runs for row in rows_with_hosts(doc, iter_rows(doc, path)))
     envs = [d.get("env") or {} for d in docs]
     info = RunInfo(
         label=str(spec),

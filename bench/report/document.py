@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.allocator import run_regime
 from bench.peak import summary as peak_summary
+from bench.report.frames import hosts_of
 from bench.report.main_table import FLOP_CONVENTION, build_tables
 from bench.report.model import Table
 from bench.report.scaling_tables import RunAnalysis, scaling_tables
@@ -93,18 +94,36 @@ def build_report(
             figs = [*figs, *roofline_figures(frame, docs)]
         except Exception as e:  # noqa: BLE001 -- a figure never costs the report its tables (as in build_figures)
             failures.append(f"roofline: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"[:300])
+    hosts = hosts_of(frame)
     return Report(
         suite=str(suites[0]) if suites else "?",
-        tables=tuple(build_tables(frame, reference_family)),
+        tables=tuple(per_host(frame, hosts, lambda f: build_tables(f, reference_family))),
         scaling=tuple(scaling_tables(frame, analyses)),
         figures=tuple(figs),
-        environment=tuple(environment_line(d) for d in docs),
+        environment=tuple(environment_line(d) for d in docs) + tuple(hosts_line(frame, hosts)),
         status_counts=tuple(sorted(counts.items())),
         tidy=tidy_frame(frame),
         validity=tuple(summary_lines(frame.to_dict("records"), docs)),
         figure_failures=tuple(failures),
-        efficiency=tuple(efficiency_tables(frame, docs)),
+        efficiency=tuple(per_host(frame, hosts, lambda f: efficiency_tables(f, docs))),
     )
+
+
+def per_host(frame: pd.DataFrame, hosts: Sequence[str], build: Callable[[pd.DataFrame], list[Table]]) -> list[Table]:
+    """``build(frame)``, or, when several hosts measured the cells (a Ray run), ``build`` of each host's cells
+    with the host in each title: best-in-group marks and "vs" ratios never mix latencies of two machines."""
+    if len(hosts) < 2:
+        return build(frame)
+    return [replace(t, title=f"{t.title} · host {h}") for h in hosts for t in build(frame[frame["host"] == h])]
+
+
+def hosts_line(frame: pd.DataFrame, hosts: Sequence[str]) -> list[str]:
+    """One environment line naming the hosts when there are several, with their cell counts."""
+    if len(hosts) < 2:
+        return []
+    counts = ", ".join(f"{h} ({int((frame['host'] == h).sum())} cells)" for h in hosts)
+    return [f"cells measured on {len(hosts)} hosts: {counts}; each host's cells have their own tables "
+            "(latencies are never ranked or divided across machines; every record's host_env has its hardware)"]  # fmt: skip
 
 
 def run_stem(paths: Sequence[Path], run_ids: Sequence[str]) -> str:

@@ -29,10 +29,33 @@ _FALLBACK_REFERENCE = ("resnet", "lstm")
 
 
 def frame_from_runs(runs: Iterable[tuple[Path | str | None, Mapping[str, Any]]]) -> pd.DataFrame:
-    """Validated run documents (with their paths) as one ``load_results``-shaped frame, one row per record."""
+    """Validated run documents (with their paths) as one ``load_results``-shaped frame, one row per record.
+
+    ``host`` is the host that measured each cell: its record's ``host_env`` (a Ray run), else its run's.
+    """
     from bench.store import results_frame
 
-    return results_frame(runs)
+    runs = list(runs)
+    frame = results_frame(runs)
+    if "host" in frame and any(isinstance(r.get("host_env"), Mapping) for _, d in runs for r in d["records"]):
+        frame["host"] = [_record_host(r, d) for _, d in runs for r in d["records"]]  # rows follow record order
+    return frame
+
+
+def _record_host(rec: Mapping[str, Any], doc: Mapping[str, Any]) -> str | None:
+    he, env = rec.get("host_env"), doc.get("env")
+    for src in (he, env):
+        host = src.get("host") if isinstance(src, Mapping) else None
+        if isinstance(host, str) and host:
+            return host
+    return None
+
+
+def hosts_of(frame: pd.DataFrame) -> list[str]:
+    """The hosts that measured the frame's cells, in order of appearance (one for any run without Ray)."""
+    if "host" not in frame or frame.empty:
+        return []
+    return [str(h) for h in dict.fromkeys(frame["host"]) if isinstance(h, str) and h]
 
 
 def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
