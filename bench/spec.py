@@ -123,6 +123,7 @@ class AccuracySpec:
     task (``adding``, ``recall``) takes the cell's ``seq_len`` as its ``length``. ``augment`` is ``None``
     or ``"shift:<pixels>"`` (random translations of images). The runner gives each tier in ``tiers`` one
     cell per variant (one per length with ``length_from_cell``): accuracy does not depend on the timed axes.
+    With ``teacher``, a variant that has a distillation token is also trained with that family as its teacher.
     """
 
     task: str
@@ -137,6 +138,9 @@ class AccuracySpec:
     seeds: int = 3  # seeds 0 .. seeds-1
     augment: str | None = None
     length_from_cell: bool = False
+    #: family (of the same tier) that teaches, by DeiT's hard-label distillation, every variant with a distillation
+    #: token: it is trained first by this same protocol and seed, inside the student's cell (bench.accuracy.distill)
+    teacher: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,15 @@
-"""cv-backbones: nine image-classification families at two matched parameter budgets, 224x224 RGB.
+"""cv-backbones: eleven image-classification families at two matched parameter budgets, 224x224 RGB.
 
 Families: a plain VGG-style CNN, Inception, ResNet, DenseNet, EfficientNet, ConvNeXt, ViT, DeiT (distilled,
-with its distillation token) and Swin. Every model comes from timm (or torchvision for GoogLeNet), randomly
-initialised, with 1000 classes; its forward takes one ``(B, 3, 224, 224)`` tensor and returns logits.
+with its distillation token), Swin, CaiT (class-attention layers on top of a deep ViT) and T2T-ViT
+(tokens-to-token soft splits before a deep-narrow ViT). Every model comes from timm (or torchvision for
+GoogLeNet; T2T-ViT is ``bench.models.t2t``, built from torch.nn and timm blocks), randomly initialised, with
+1000 classes; its forward takes one ``(B, 3, 224, 224)`` tensor and returns logits.
+
+CaiT keeps cait_xxs24's layout (24 self-attention layers with talking heads and LayerScale, then 2
+class-attention layers) and solves its width, heads keeping CaiT's head dim of 48. T2T-ViT keeps
+T2T-ViT_t-14's (a Transformer T2T module of token width 64 over three soft splits, 14 blocks of MLP ratio 3)
+and solves its width, heads keeping its head dim of 64.
 
 A tier uses a family's canonical timm config where it lands within ±10% of the tier's target; otherwise one
 architectural knob (width, growth rate, embedding dim, compound-scaling coefficient) is solved by
@@ -100,6 +107,12 @@ def vit_width(dim: int) -> dict[str, Any]:
     return {"embed_dim": dim, "num_heads": heads}
 
 
+def cait_width(dim: int) -> dict[str, Any]:
+    """CaiT embedding width with the head count whose head dim is nearest 48 (every canonical CaiT's)."""
+    heads = min((h for h in range(1, dim + 1) if dim % h == 0), key=lambda h: (abs(dim / h - 48), h))
+    return {"embed_dim": dim, "num_heads": heads}
+
+
 def efficientnet_compound(phi: float) -> dict[str, Any]:
     """EfficientNet compound scaling (Tan & Le 2019, eq. 3): depth 1.2**phi, width 1.1**phi (B4 is phi ~3.5)."""
     return {"channel_multiplier": round(1.1**phi, 3), "depth_multiplier": round(1.2**phi, 3)}
@@ -113,6 +126,8 @@ _VIT = Knob("embed_dim", tuple(range(96, 1025, 12)), derive=f"{_HERE}:vit_width"
 # Swin keeps its (3, 6, 12, 24) heads, so the embedding width steps by 3 (head dim = embed_dim / 3).
 _SWIN = Knob("embed_dim", tuple(range(24, 193, 3)))
 _CONVNEXT = Knob("dims", tuple(range(16, 257, 8)), derive=f"{_HERE}:convnext_dims")
+_CAIT = Knob("embed_dim", tuple(range(96, 1025, 12)), derive=f"{_HERE}:cait_width")
+_T2T = "bench.models.t2t:t2t_vit"
 _PHI = Knob("phi", tuple(i / 10 for i in range(71)), derive=f"{_HERE}:efficientnet_compound")
 _BOTTLENECK = Knob("bottleneck", tuple(i / 16 for i in range(4, 17)))
 
@@ -130,6 +145,8 @@ TINY = Tier(
         VariantSpec("vit", "timm:vit_tiny_patch16_224"),
         VariantSpec("deit", "timm:deit_tiny_distilled_patch16_224"),
         VariantSpec("swin", "timm:swin_tiny_patch4_window7_224", name="swin_p4w7", knob=_SWIN),
+        VariantSpec("cait", "timm:cait_xxs24_224", knob=_CAIT),
+        VariantSpec("t2t", _T2T, name="t2t_vit_t_14", knob=_VIT),
     ),
 )
 
@@ -147,6 +164,8 @@ SMALL = Tier(
         VariantSpec("vit", "timm:vit_small_patch16_224", name="vit_p16", knob=_VIT),
         VariantSpec("deit", "timm:deit_small_distilled_patch16_224", name="deit_distilled_p16", knob=_VIT),
         VariantSpec("swin", "timm:swin_tiny_patch4_window7_224", name="swin_p4w7", knob=_SWIN),
+        VariantSpec("cait", "timm:cait_xxs24_224", knob=_CAIT),
+        VariantSpec("t2t", _T2T, name="t2t_vit_t_14", knob=_VIT),
     ),
 )
 
@@ -160,6 +179,9 @@ _N10 = freeze({"num_classes": 10})
 _VIT32 = freeze({"img_size": 32, "num_classes": 10, "patch_size": 4, "depth": 6})
 _SWIN32 = freeze({"img_size": 32, "num_classes": 10, "patch_size": 2, "window_size": 4, "depths": (2, 2, 6),
                   "num_heads": (2, 4, 8)})  # fmt: skip
+# T2T-ViT at 32x32: two soft splits (3x3, stride 2): 32 -> 16 -> 8 tokens a side (the micro ViT's 8x8 grid),
+# one T2T layer of token width 32 between them, and 6 blocks like the micro ViT. CaiT: 6 + 2 class-attention layers.
+_T2T32 = freeze({"img_size": 32, "num_classes": 10, "depth": 6, "splits": ((3, 2, 1), (3, 2, 1)), "token_dim": 32})
 _MICRO_VIT = Knob("embed_dim", tuple(range(32, 257, 4)), derive=f"{_A}:vit_micro_width")
 _GOOGLENET_W = Knob("width", tuple(i / 100 for i in range(5, 101)))
 _EFFNET_W = Knob("channel_multiplier", tuple(i / 100 for i in range(10, 101)))
@@ -181,11 +203,18 @@ MICRO = Tier(
         VariantSpec("vit", "timm:vit_tiny_patch16_224", _VIT32, _MICRO_VIT, name="vit_p4d6"),
         VariantSpec("deit", "timm:deit_tiny_distilled_patch16_224", _VIT32, _MICRO_VIT, name="deit_distilled_p4d6"),
         VariantSpec("swin", "timm:swin_tiny_patch4_window7_224", _SWIN32, _SWIN_W, name="swin_p2w4"),
+        VariantSpec("cait", "timm:cait_xxs24_224", _VIT32, _MICRO_VIT, name="cait_p4d6"),
+        VariantSpec("t2t", _T2T, _T2T32, _MICRO_VIT, name="t2t_vit_t_d6"),
     ),
 )
-#: the same protocol for every family (bench.accuracy.train); 5 epochs of 1257 images = 100 steps per seed
+#: the same protocol for every family (bench.accuracy.train); 5 epochs of 1257 images = 100 steps per seed. DeiT is
+#: also trained with the best CNN on digits, VGG, as its teacher (bench.accuracy.distill; docs/accuracy.md).
 DIGITS = AccuracySpec(task="digits", epochs=5, batch_size=64, lr=3e-3, weight_decay=0.05, warmup=0.05,
-                      augment="shift:2", seeds=3)  # fmt: skip
+                      augment="shift:2", seeds=3, teacher="vgg")  # fmt: skip
+#: 20x the budget (100 epochs = 2000 steps per seed): does the ViTs' gap close with training (under-training)
+#: or stay (data hunger)? About 3 h on 2 CPU cores for the 11 families (docs/accuracy.md has the estimate).
+DIGITS_LONG = replace(DIGITS, epochs=100)
+_ACCURACY_ONLY = ("params", "flops", "accuracy")
 _WITH_ACCURACY = ("params", "flops", "memory", "latency", "accuracy")  # accuracy last: a failure keeps the costs
 
 # Windows sized for a 2-core CPU, where a cell also spends ~5 s on process start, build and FLOP counting, and
@@ -200,7 +229,7 @@ PROFILES = (
         warmup_s=0.3,
         min_run_time_s=0.5,
         timeout_s=120.0,
-        description="smoke run: tiny tier, batch 1, fp32 (9 cells, about a minute on 2 CPU cores); "
+        description="smoke run: tiny tier, batch 1, fp32 (11 cells, about a minute on 2 CPU cores); "
         "with --tier micro: 1 epoch of digits, 1 seed",
         metrics=_WITH_ACCURACY,
         accuracy=replace(DIGITS, epochs=1, seeds=1),
@@ -211,8 +240,8 @@ PROFILES = (
         warmup_s=0.5,
         min_run_time_s=2.0,
         timeout_s=300.0,
-        description="both tiers, batch 1 and 8, fp32 (36 cells, about 6 minutes on 2 CPU cores); "
-        "micro tier: digits accuracy, 5 epochs x 3 seeds",
+        description="both tiers, batch 1 and 8, fp32, plus micro (55 cells, about 17 minutes on 2 CPU cores); "
+        "micro tier: digits accuracy, 5 epochs x 3 seeds (DeiT also with a VGG teacher)",
         metrics=_WITH_ACCURACY,
         accuracy=DIGITS,
     ),
@@ -224,10 +253,29 @@ PROFILES = (
         min_run_time_s=5.0,
         max_samples=5000,
         timeout_s=600.0,
-        description="both tiers, batch 1/8/32, fp32 and bf16 (108 cells); micro tier: digits accuracy, "
+        description="both tiers, batch 1/8/32, fp32 and bf16 (132 cells); micro tier: digits accuracy, "
         "20 epochs x 5 seeds",
         metrics=_WITH_ACCURACY,
         accuracy=replace(DIGITS, epochs=20, seeds=5),
+    ),
+    # Accuracy alone (no timing: safe on a busy machine): the micro tier's cells, one per family.
+    Profile(
+        "accuracy",
+        tiers=("micro",),
+        metrics=_ACCURACY_ONLY,
+        timeout_s=300.0,
+        description="the micro tier's digits accuracy alone, 5 epochs x 3 seeds, DeiT also with its VGG teacher "
+        "(11 cells, about 10 minutes on 2 CPU cores)",
+        accuracy=DIGITS,
+    ),
+    Profile(
+        "accuracy-long",
+        tiers=("micro",),
+        metrics=_ACCURACY_ONLY,
+        timeout_s=300.0,
+        description="the micro tier's digits accuracy at 20x the budget: 100 epochs x 3 seeds (about 3 hours on "
+        "2 CPU cores; --family vit,deit,vgg about 50 minutes)",
+        accuracy=DIGITS_LONG,
     ),
     # Executions (docs/executions.md): the tiny tier eager, compiled, in channels_last and under bf16 autocast
     # (on CUDA also compile-max and reduce-overhead). A compile on 2 CPU cores takes ~20-200 s per cell (a cold
@@ -242,7 +290,7 @@ PROFILES = (
         warmup_s=0.5,
         min_run_time_s=2.0,
         timeout_s=900.0,
-        description="tiny tier, batch 1 and 8, eager / compile / channels_last / bf16 autocast (72 cells on CPU; "
+        description="tiny tier, batch 1 and 8, eager / compile / channels_last / bf16 autocast (88 cells on CPU; "
         "on CUDA also compile-max and reduce-overhead): compile seconds, first call and steady latency",
     ),
 )
@@ -250,10 +298,10 @@ PROFILES = (
 
 @register_suite("cv-backbones")
 def cv_backbones() -> Suite:
-    """Nine image backbones at ~5.5M and ~25M parameters, 224x224 RGB, 1000 classes."""
+    """Eleven image backbones at ~5.5M and ~25M parameters, 224x224 RGB, 1000 classes."""
     return Suite(
         name="cv-backbones",
-        description="Nine image-classification backbones at matched parameter budgets (5.5M, 25M), 224x224 RGB",
+        description="Eleven image-classification backbones at matched parameter budgets (5.5M, 25M), 224x224 RGB",
         input_kind="image",
         tiers=(TINY, SMALL, MICRO),
         profiles=PROFILES,

@@ -11,6 +11,10 @@ layers are left out, because they scale with vocabulary, maximum length and clas
 the architecture being compared. Sequence length is an axis of ordinary cells (``Profile.seq_lens``);
 ``bench.scaling`` fits each family's exponents and the lengths where a Transformer overtakes its
 recurrent counterpart (``CROSSOVERS`` below).
+
+Accuracy (docs/accuracy.md) trains three micro tiers at the 0.1M backbone budget: ``micro`` (classifiers on
+MNIST-1D and the adding problem), ``micro-s2s`` (the encoder-decoders on sequence reversal, profile
+``seq2seq``) and ``micro-tag`` (uni- and bidirectional taggers on next-signal tagging, profile ``lookahead``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ MNIST1D = AccuracySpec(task="mnist1d", epochs=10, batch_size=64, lr=3e-3, weight
 #: the adding problem at the cell's length: 4000 sequences x 5 epochs in batches of 32 = 625 steps per seed
 ADDING = AccuracySpec(task="adding", task_args=freeze({"n_train": 4000, "n_test": 1000}), epochs=5, batch_size=32,
                       lr=3e-3, weight_decay=0.05, warmup=0.05, seeds=3, length_from_cell=True)  # fmt: skip
+#: sequence reversal at the cell's length (bench.accuracy.seq_tasks), the encoder-decoders of the micro-s2s tier:
+#: 8000 pairs x 10 epochs in batches of 64 = 1250 steps per seed; scored on greedy decoding
+REVERSE = AccuracySpec(task="reverse", tiers=("micro-s2s",), epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05,
+                       warmup=0.05, seeds=3, length_from_cell=True)  # fmt: skip
+#: next-signal tagging at the cell's length, the taggers of the micro-tag tier: 4000 x 10 epochs / 64 = 630 steps
+LOOKAHEAD = AccuracySpec(task="lookahead", tiers=("micro-tag",), epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05,
+                         warmup=0.05, seeds=3, length_from_cell=True)  # fmt: skip
 
 # --- profiles ----------------------------------------------------------------------------------------------
 
@@ -71,6 +82,7 @@ PROFILES = (
     ),
     Profile(
         "full",
+        tiers=("100k", "1m", "10m", "micro"),
         seq_lens=tuple(64 * 2**i for i in range(9)),
         batch_sizes=(1, 8),
         modes=("infer", "train"),
@@ -92,6 +104,27 @@ PROFILES = (
         description="accuracy against length: the adding problem at T = 16-128 on the micro tier, 3 seeds "
         "(one cell per family and length)",
         accuracy=ADDING,
+    ),
+    # Accuracy-only profiles of the per-position tasks (docs/accuracy.md): one cell per family, 3 seeds each.
+    Profile(
+        "seq2seq",
+        tiers=("micro-s2s",),
+        seq_lens=(12,),
+        metrics=("params", "accuracy"),
+        timeout_s=1800.0,
+        description="accuracy of the encoder-decoders on sequence reversal (T = 12, 10 symbols): exact match "
+        "and token accuracy of greedy decoding, 3 seeds",
+        accuracy=REVERSE,
+    ),
+    Profile(
+        "lookahead",
+        tiers=("micro-tag",),
+        seq_lens=(32,),
+        metrics=("params", "accuracy"),
+        timeout_s=1800.0,
+        description="accuracy of uni- and bidirectional taggers on next-signal tagging (T = 32): each label is "
+        "a token that comes later, 3 seeds",
+        accuracy=LOOKAHEAD,
     ),
     # Executions (docs/executions.md): eager against torch.compile on the 1M tier at a few lengths (channels_last
     # does not apply to token inputs; a cell asked for it is skipped with the reason).
@@ -154,6 +187,41 @@ _ACCURACY_FAMILIES = ("rnn", "lstm", "gru", "transformer")
 MICRO = Tier("micro", 100_000, (*(f for f in FAMILIES if f.family in _ACCURACY_FAMILIES), _CNN), tolerance=0.05,
              input_shape=(), description="~0.1M backbone params: trained on MNIST-1D and the adding problem")  # fmt: skip
 
+# --- accuracy of the per-position tasks: the same budget, solver and protocol -------------------------------------
+# micro-s2s: the two encoder-decoders at 0.1M backbone parameters (REVERSE). micro-tag: the classifiers' backbones
+# with a per-position readout (bench.models.taggers), unidirectional against bidirectional (LOOKAHEAD).
+_TAG = "bench.models.taggers"
+_TAGGERS = (
+    VariantSpec("rnn", f"{_TAG}:recurrent_tagger", freeze({"cell": "rnn", **_CLS}), WIDTH, name="rnn_tagger",
+                count="backbone"),
+    VariantSpec("lstm", f"{_TAG}:recurrent_tagger", freeze({"cell": "lstm", **_CLS}), WIDTH, name="lstm_tagger",
+                count="backbone"),
+    VariantSpec("gru", f"{_TAG}:recurrent_tagger", freeze({"cell": "gru", **_CLS}), WIDTH, name="gru_tagger",
+                count="backbone"),
+    VariantSpec("bilstm", f"{_TAG}:recurrent_tagger", freeze({"cell": "lstm", "bidirectional": True, **_CLS}), WIDTH,
+                name="bilstm_tagger", count="backbone"),
+    VariantSpec("bigru", f"{_TAG}:recurrent_tagger", freeze({"cell": "gru", "bidirectional": True, **_CLS}), WIDTH,
+                name="bigru_tagger", count="backbone"),
+    VariantSpec("transformer", f"{_TAG}:transformer_tagger", freeze({"pos": "sinusoidal", **_CLS}), ATTN_WIDTH,
+                name="transformer_sin_tagger", count="backbone"),
+)  # fmt: skip
+MICRO_S2S = Tier(
+    "micro-s2s",
+    100_000,
+    tuple(f for f in FAMILIES if f.family.endswith("seq2seq")),
+    tolerance=0.05,
+    input_shape=(),
+    description="~0.1M backbone params, encoder-decoders: trained on sequence reversal",
+)
+MICRO_TAG = Tier(
+    "micro-tag",
+    100_000,
+    _TAGGERS,
+    tolerance=0.05,
+    input_shape=(),
+    description="~0.1M backbone params, per-position readout: trained on next-signal tagging",
+)
+
 #: (A, B): report the length where A's cost passes B's
 CROSSOVERS = (("transformer", "lstm"), ("transformer_learned", "lstm"), ("transformer", "gru"),
               ("transformer_seq2seq", "gru_seq2seq"))  # fmt: skip
@@ -166,7 +234,7 @@ def seq_backbones() -> Suite:
         name="seq-backbones",
         description=__doc__.splitlines()[0],
         input_kind="seq",
-        tiers=(*TIERS, MICRO),
+        tiers=(*TIERS, MICRO, MICRO_S2S, MICRO_TAG),
         profiles=PROFILES,
         default_profile="default",
         # max_seq_len: per-device (or device/mode) length caps; longer cells are recorded as skipped.

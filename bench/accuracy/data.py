@@ -39,7 +39,7 @@ from bench.spec import _thaw, freeze
 #: input kinds a task can produce
 KINDS: tuple[str, ...] = ("image", "features", "tokens")
 #: what a model is trained to do on a task
-OBJECTIVES: tuple[str, ...] = ("classification", "regression")
+OBJECTIVES: tuple[str, ...] = ("classification", "regression", "tagging", "seq2seq")  # the last two: seq_tasks
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,6 +35,8 @@ from bench.spec import AccuracySpec
 
 #: test batches are this big (evaluation only; it does not change results)
 EVAL_BATCH = 256
+#: objectives scored per position: one label per token (tagging) or one output token per target token (seq2seq)
+PER_POSITION: tuple[str, ...] = ("tagging", "seq2seq")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class SeedResult:
     steps: int
     train_time_s: float  # wall clock
     train_cpu_s: float  # CPU time of this process (all threads): what a busy, shared machine cannot inflate
+    token_accuracy: float | None = None  # per-position tasks (tagging, seq2seq): fraction of positions right
+    exact_match: float | None = None  # per-position tasks: fraction of test sequences entirely right
 
 
 @dataclass(frozen=True)
@@ -180,24 +184,71 @@ def augmenter(spec: AccuracySpec, task: Task) -> Callable[[torch.Tensor, torch.G
 def _loss(out: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
     if task.objective == "regression":
         return F.mse_loss(out.reshape(-1), y)
+    if task.objective in PER_POSITION:  # (B, T, C) logits against (B, T) labels: every position counts once
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
     return F.cross_entropy(out, y)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+    """The model's output on ``x``; a seq2seq model also reads the target shifted right (teacher forcing)."""
+    if task.objective == "seq2seq":
+        from bench.accuracy.seq_tasks import decoder_input
+
+        return model(x, decoder_input(y, task))
+    return model(x)
+
+
+def hard_distillation_loss(out: object, y: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """DeiT's hard-label distillation (Touvron et al. 2021, eq. 3): ``1/2 CE(cls, y) + 1/2 CE(dist, argmax teacher)``.
+
+    ``out`` is the student's training output ``(class-token logits, distillation-token logits)``.
+    """
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError("hard distillation needs a student with a distillation head returning (cls, dist) logits "
+                        "in training (timm's distilled DeiT with set_distilled_training(True))")  # fmt: skip
+    cls, dist = out
+    return 0.5 * F.cross_entropy(cls.float(), y) + 0.5 * F.cross_entropy(dist.float(), teacher_logits.argmax(dim=-1))
 
 
 def evaluate(model: nn.Module, task: Task, device: torch.device | str = "cpu") -> tuple[float, float]:
     """Test accuracy and mean test loss of ``model`` on ``task`` (regression: within ``task.tolerance``)."""
+    scores = evaluate_scores(model, task, device)
+    return scores["accuracy"], scores["test_loss"]
+
+
+def evaluate_scores(model: nn.Module, task: Task, device: torch.device | str = "cpu") -> dict[str, float]:
+    """``accuracy`` and ``test_loss`` on the test split; per-position tasks add ``token_accuracy`` and
+    ``exact_match`` (every position of a sequence right). A seq2seq model is scored on its own greedy decoding
+    (``bench.accuracy.seq_tasks.greedy_decode``), its loss under teacher forcing. ``accuracy`` is the task's
+    headline: exact match for seq2seq, token accuracy for tagging."""
     model.eval()
     correct, loss_sum, n = 0.0, 0.0, len(task.y_test)
+    tokens_right, seqs_right = 0.0, 0.0
     with torch.no_grad():
         for i in range(0, n, EVAL_BATCH):
             x = task.x_test[i : i + EVAL_BATCH].to(device)
             y = task.y_test[i : i + EVAL_BATCH].to(device)
-            out = model(x).float()
+            out = _forward(model, x, y, task).float()
             loss_sum += float(_loss(out, y, task)) * len(y)
             if task.objective == "regression":
                 correct += float(((out.reshape(-1) - y).abs() < task.tolerance).sum())
+            elif task.objective in PER_POSITION:
+                if task.objective == "seq2seq":
+                    from bench.accuracy.seq_tasks import greedy_decode
+
+                    pred = greedy_decode(model, x, task)
+                else:
+                    pred = out.argmax(dim=-1)
+                right = pred == y
+                tokens_right += float(right.float().mean(dim=1).sum())
+                seqs_right += float(right.all(dim=1).sum())
             else:
                 correct += float((out.argmax(dim=-1) == y).sum())
-    return correct / n, loss_sum / n
+    if task.objective in PER_POSITION:
+        token, exact = tokens_right / n, seqs_right / n
+        headline = exact if task.objective == "seq2seq" else token
+        return {"accuracy": headline, "test_loss": loss_sum / n, "token_accuracy": token, "exact_match": exact}
+    return {"accuracy": correct / n, "test_loss": loss_sum / n}
 
 
 def train_once(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, seed: int,
@@ -207,11 +258,27 @@ def train_once(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, s
 
     ``on_step(done, total)`` after each optimizer step: the runner's heartbeat (its stall timeout).
     """
+    return fit(build, task, spec, seed, device, on_step)[0]
+
+
+def fit(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, seed: int,
+        device: torch.device | str = "cpu", on_step: Callable[[int, int], None] | None = None, *,
+        teacher: nn.Module | None = None) -> tuple[SeedResult, nn.Module]:  # fmt: skip
+    """``train_once`` that also returns the trained model (in eval mode).
+
+    With ``teacher`` (a trained model) the student learns by DeiT's hard-label distillation
+    (``hard_distillation_loss``): the teacher, in eval mode and without gradients, labels each training batch
+    as the student sees it (after augmentation). Everything else -- initial weights, batch order,
+    augmentation, optimizer, schedule, steps -- is what the same seed gives without a teacher.
+    """
     device = torch.device(device)
     t0, c0 = time.perf_counter(), time.process_time()
     with deterministic():
         torch.manual_seed(seed)
         model = build().to(device)
+        if teacher is not None:
+            _distilled_training(model, True)
+            teacher.eval()
         g = torch.Generator().manual_seed(seed)  # batch order and augmentation; CPU, whatever the device
         augment = augmenter(spec, task)
         per_epoch, steps = steps_per_epoch(task, spec), total_steps(task, spec)
@@ -228,7 +295,12 @@ def train_once(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, s
             idx = order[i * spec.batch_size : (i + 1) * spec.batch_size]
             x = augment(task.x_train[idx], g).to(device)
             y = task.y_train[idx].to(device)
-            loss = _loss(model(x).float(), y, task)
+            if teacher is None:
+                loss = _loss(_forward(model, x, y, task).float(), y, task)
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher(x).float()
+                loss = hard_distillation_loss(model(x), y, teacher_logits)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {float(loss)} at step {step} of {steps} (seed {seed})")
             opt.zero_grad(set_to_none=True)
@@ -244,9 +316,20 @@ def train_once(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, s
             if i == per_epoch - 1 or step == steps - 1:
                 curve.append(epoch_loss / epoch_batches)
                 epoch_loss, epoch_batches = 0.0, 0
-        accuracy, test_loss = evaluate(model, task, device)
-    return SeedResult(seed=seed, accuracy=accuracy, test_loss=test_loss, loss_curve=tuple(curve), steps=steps,
-                      train_time_s=time.perf_counter() - t0, train_cpu_s=time.process_time() - c0)  # fmt: skip
+        if teacher is not None:
+            _distilled_training(model, False)  # evaluated as DeiT is at test time: the two heads averaged
+        scores = evaluate_scores(model, task, device)
+    result = SeedResult(seed=seed, accuracy=scores["accuracy"], test_loss=scores["test_loss"],
+                        loss_curve=tuple(curve), steps=steps, train_time_s=time.perf_counter() - t0,
+                        train_cpu_s=time.process_time() - c0, token_accuracy=scores.get("token_accuracy"),
+                        exact_match=scores.get("exact_match"))  # fmt: skip
+    return result, model
+
+
+def _distilled_training(model: nn.Module, on: bool) -> None:
+    if not hasattr(model, "set_distilled_training"):
+        raise TypeError(f"{type(model).__name__} has no distillation token: it cannot be trained with a teacher")
+    model.set_distilled_training(on)
 
 
 def train_seeds(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec, device: torch.device | str = "cpu",
@@ -271,6 +354,12 @@ def _train_flops(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec)
     Backward costs about twice the forward (gradients for activations and for weights), hence the 3. Needs
     ``bench.flops``; None when it is not available or cannot count the model.
     """
+    fwd = forward_flops(build, task)
+    return None if fwd is None else 3.0 * fwd * total_steps(task, spec) * spec.batch_size
+
+
+def forward_flops(build: Callable[[], nn.Module], task: Task) -> float | None:
+    """FLOPs of one forward pass over one training sample (``bench.flops``), or None when they cannot be counted."""
     try:
         from bench.flops import count_flops
     except ImportError:
@@ -278,7 +367,11 @@ def _train_flops(build: Callable[[], nn.Module], task: Task, spec: AccuracySpec)
     try:
         with torch.no_grad():
             model = build().eval()
-            fwd = count_flops(model, (task.x_train[:1],)).flops
+            x = task.x_train[:1]
+            if task.objective == "seq2seq":
+                from bench.accuracy.seq_tasks import decoder_input
+
+                return float(count_flops(model, (x, decoder_input(task.y_train[:1], task))).flops)
+            return float(count_flops(model, (x,)).flops)
     except Exception:  # noqa: BLE001 -- an estimate that cannot be made is left out, not fatal
         return None
-    return 3.0 * float(fwd) * total_steps(task, spec) * spec.batch_size

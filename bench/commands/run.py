@@ -94,6 +94,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "downloaded); needs --weights; see docs/accuracy.md")  # fmt: skip
     p.add_argument("--weights", default=None, type=path, metavar="DIR",
                    help="folder of checkpoints named after the models (<model>.safetensors or .pth)")  # fmt: skip
+    p.add_argument("--teacher", default=None, type=path, metavar="PATH",
+                   help="distillation: a trained teacher's state dict (the profile's teacher family; loaded "
+                        "weights-only) instead of training the teacher in the student's cell; docs/accuracy.md")  # fmt: skip
     p.set_defaults(handler=_run)
 
 
@@ -113,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     out_dir = DEFAULT_OUT if args.out is None else args.out
     report_dir = report_folder(args.out, args.report_dir)
     suite = get_suite(args.suite)
-    extra = _accuracy_extra(args, suite)
+    extra = _accuracy_extra(args, suite) + _teacher_extra(args, suite)
     settings = runner.RunSettings(
         profile=args.profile,
         devices=args.device,
@@ -201,6 +204,16 @@ def _accuracy_extra(args: argparse.Namespace, suite: Suite) -> tuple[tuple[str, 
         raise UsageError(f"profile {suite.profile(args.profile).name!r} does not measure accuracy; "
                          "--data/--weights need a profile whose metrics include it")  # fmt: skip
     return (("data", str(args.data.resolve())), ("weights", str(args.weights.resolve())))
+
+
+def _teacher_extra(args: argparse.Namespace, suite: Suite) -> tuple[tuple[str, str], ...]:
+    """``--teacher PATH`` as the cells' extra, checked (loaded weights-only into the teacher) before anything runs."""
+    if getattr(args, "teacher", None) is None:
+        return ()
+    from bench.accuracy.distill import check_teacher_option
+
+    check_teacher_option(args.teacher, suite, args.profile)
+    return (("teacher", str(args.teacher.resolve())),)
 
 
 def report_folder(out: Path | None, report_dir: Path | None) -> Path:

@@ -43,6 +43,19 @@ COLUMNS = (
     *(Column(name, scope="variant", csv=False) for name in (
         "accuracy_chance", "test_loss_mean", "train_steps", "train_time_s", "train_cpu_s", "train_flops",
         "accuracy_top1", "accuracy_top5", "eval_samples")),
+    # Per-position tasks (tagging, seq2seq: bench.accuracy.seq_tasks): both scores, whichever is the headline.
+    Column("token_accuracy_mean", scope="variant", better="higher", csv=False,
+           description="fraction of positions right, mean over seeds"),
+    Column("exact_match_mean", scope="variant", better="higher", csv=False,
+           description="fraction of test sequences entirely right, mean over seeds"),
+    # A student with a distillation token trained with the spec's teacher (bench.accuracy.distill); accuracy_mean
+    # stays the same variant without a teacher, so both sit side by side.
+    Column("distill_accuracy_mean", header="with teacher", scope="variant", csv=False,  # one row has it: no "best"
+           description="test accuracy of the student trained with the teacher (hard-label distillation), mean"),
+    *(Column(name, scope="variant", csv=False) for name in (
+        "distill_accuracy_std", "distill_accuracy_ci95", "distill_test_loss_mean", "teacher",
+        "teacher_accuracy_mean", "distill_train_time_s", "teacher_train_time_s", "distill_train_flops",
+        "teacher_train_flops")),
 )  # fmt: skip
 
 #: seq2seq builders (``input_kind == "seq2seq"``) are not classifiers: the embedded tasks do not apply
@@ -134,12 +147,13 @@ def _train(ctx: MetricContext, spec: AccuracySpec) -> dict[str, Any]:
 
     cell = ctx.cell
     kind = getattr(resolve_builder(cell.variant.builder), "input_kind", None)
-    if kind in _NOT_CLASSIFIERS:
-        ctx.notes.append(f"accuracy: not measured for {cell.variant.model}, a {kind} model; the task "
-                         f"{spec.task!r} needs a classifier or regressor")  # fmt: skip
-        return {}
     ctx.report_phase("accuracy (data)")
     task = make_task(spec.task, **task_args(cell, spec))
+    if (kind in _NOT_CLASSIFIERS) != (task.objective == "seq2seq"):  # an encoder-decoder needs a seq2seq task
+        need = "an encoder-decoder" if task.objective == "seq2seq" else "a classifier or regressor"
+        ctx.notes.append(f"accuracy: not measured for {cell.variant.model}, a {kind or 'classifier'} model; the "
+                         f"task {spec.task!r} needs {need}")  # fmt: skip
+        return {}
     build = model_factory(cell.variant, task)
     # Training is always fp32 (a bf16/fp16 cell times those dtypes; accuracy is a property of the variant).
     device = ctx.device if ctx.device.type == "cuda" else torch.device("cpu")
@@ -163,7 +177,42 @@ def _train(ctx: MetricContext, spec: AccuracySpec) -> dict[str, Any]:
     }
     if result.train_flops is not None:
         out["train_flops"] = result.train_flops
+    for name in ("token_accuracy", "exact_match"):
+        scores = [getattr(r, name) for r in result.runs]
+        if all(v is not None for v in scores):
+            out[f"{name}_mean"] = sum(scores) / len(scores)
+    if spec.teacher is not None:
+        out.update(_distill(ctx, spec, task, build, device))
     if result.mean < task.chance + 0.05:  # within 5 points of the trivial baseline: it learned nothing
         ctx.notes.append(f"accuracy: {cell.variant.model} stayed near chance on {task.name} "
                          f"({result.mean:.3f} vs {task.chance:.3f})")  # fmt: skip
     return out
+
+
+def _distill(ctx: MetricContext, spec: AccuracySpec, task: Any, build: Any, device: Any) -> dict[str, Any]:
+    """The same variant trained with the spec's teacher (bench.accuracy.distill), when it has a distillation token."""
+    from bench.accuracy import model_factory
+    from bench.accuracy.distill import (
+        cell_teacher_path,
+        distill_seeds,
+        distill_values,
+        has_distillation_token,
+        teacher_variant,
+    )
+    from bench.registry import get_suite
+
+    cell = ctx.cell
+    if not has_distillation_token(build()):
+        return {}
+    teacher = teacher_variant(get_suite(cell.key.suite), cell.key.tier, spec)
+    on_seed, on_step = _progress(ctx, spec.seeds)
+
+    def seed_phase(i: int) -> None:
+        on_seed(i)
+        ctx.report_phase(f"accuracy with teacher {teacher.model} (seed {i + 1}/{spec.seeds})")
+
+    result = distill_seeds(build, model_factory(teacher, task), task, spec, device, teacher_name=teacher.model,
+                           teacher_path=cell_teacher_path(cell), on_seed=seed_phase, on_step=on_step)  # fmt: skip
+    values, samples = distill_values(result)
+    ctx.samples.update(samples)
+    return values

@@ -338,11 +338,29 @@ def _accuracy_cell(name: str, m: _ModelRows, scales: _Scales, notes: Notes) -> C
     return Cell(text, v * scales.accuracy)
 
 
+def _distill_cell(name: str, m: _ModelRows, scales: _Scales, notes: Notes) -> Cell:
+    """A distilled student's accuracy (issue 17) as the accuracy column shows it, its teacher in a note."""
+    v, src = _first([*m.same_len, *m.ok], "distill_accuracy_mean")
+    if src is None:
+        return Cell()
+    text = fmt_sig(v * scales.accuracy)
+    std = num(src.get("distill_accuracy_std"))
+    if math.isfinite(std) and not num(src.get("accuracy_seeds")) == 1:
+        text += f" ± {fmt_sig(std * scales.accuracy, 2)}"
+    teacher, teacher_acc = src.get("teacher"), num(src.get("teacher_accuracy_mean"))
+    if not teacher or not math.isfinite(teacher_acc):
+        return Cell(text, v * scales.accuracy)
+    n = notes.add(f"with teacher: the same variant, seeds and steps, trained by hard-label distillation from {teacher} "
+                  f"(the teacher's accuracy: {fmt_sig(teacher_acc * scales.accuracy)})")  # fmt: skip
+    return Cell(text, v * scales.accuracy, notes=(n,))
+
+
 #: variant columns shown with more than their number: catalogue name -> (table column key, cell function)
 _VARIANT_CELLS: dict[str, tuple[str, _CellFn]] = {
     "params": ("params", _params_cell),
     "macs": ("macs", _macs_cell),
     "accuracy_mean": ("accuracy", _accuracy_cell),
+    "distill_accuracy_mean": ("distill_accuracy", _distill_cell),
 }
 
 

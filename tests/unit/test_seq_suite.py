@@ -50,7 +50,7 @@ def _backbone_macs(v: Variant, t: int, batch: int = 1) -> int:
 
 
 def test_every_family_is_in_every_tier() -> None:
-    assert [t.name for t in SUITE.tiers] == ["100k", "1m", "10m", "micro"]
+    assert [t.name for t in SUITE.tiers] == ["100k", "1m", "10m", "micro", "micro-s2s", "micro-tag"]
     for tier in SUITE.tiers[:3]:
         assert [v.family for v in resolve_tier(tier)] == list(FAMILIES)
     assert len(FAMILIES) == 9
