@@ -68,7 +68,8 @@ class RunSettings:
     extra: tuple[tuple[str, Any], ...] = ()  # per-run values metrics read (accuracy: ``data``, ``weights``)
     allocator: str = "steady"  # malloc regime of every worker: steady | system (bench.allocator)
     executions: tuple[str, ...] | None = None  # None: the profile's (bench.execution; eager by default)
-    peak_budget_s: float = 0.0  # > 0: measure the machine peak per device first, ~this long each (bench.peak)
+    peak_budget_s: float | None = 0.0  # > 0: measure the machine peak per device first, ~this long each
+    # (bench.peak); None: scaled to the profile (``auto_peak_budget``)
     repeat: int = 1  # > 1: each latency cell measured in this many fresh processes (bench.repeat)
     metrics: tuple[str, ...] = ()  # metrics measured on top of the profile's (``run --metric``)
 
@@ -360,15 +361,31 @@ def open_run(suite: Suite, settings: RunSettings, cells: Sequence[CellSpec], out
                 )
             return writer
         log.info("nothing to resume in %s; starting a new run", out_dir)
-    if settings.peak_budget_s > 0:  # before any cell, on the quiet machine; stored with the environment
+    budget = settings.peak_budget_s
+    if budget is None:
+        budget = auto_peak_budget(cells[0].profile) if cells else 0.0
+    if budget > 0:  # before any cell, on the quiet machine; stored with the environment
         from bench.peak import measure_run_peak
 
         settings_ = header["settings"]
         header["env"]["peak"] = measure_run_peak(settings_["devices"], settings_["dtypes"], settings.threads,
-                                                 settings.peak_budget_s)  # fmt: skip
+                                                 budget)  # fmt: skip
     path = reserve_path(out_dir, suite.name, datetime.now(timezone.utc))
     header["run_id"] = f"{path.stem}-{shash[:RUN_ID_HASH_CHARS]}"
     return RunWriter(path, header)
+
+
+#: the machine peak's budget per device, as a multiple of the profile's minimum run time per cell, and its bounds:
+#: a profile that times each cell for 0.5 s (quick: a smoke run of ~9 cells) spends 1.25 s on the peak, not 5
+PEAK_BUDGET_PER_MIN_RUN = 2.5
+PEAK_BUDGET_BOUNDS_S = (1.0, 5.0)
+
+
+def auto_peak_budget(profile: Any) -> float:
+    """Seconds per device for the machine peak when ``--peak-budget`` is not given: 2.5 x the profile's
+    ``min_run_time_s``, within 1-5 s (default profile: 5 s; quick: 1.25 s)."""
+    lo, hi = PEAK_BUDGET_BOUNDS_S
+    return min(hi, max(lo, PEAK_BUDGET_PER_MIN_RUN * float(profile.min_run_time_s)))
 
 
 def analyse_run(records: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -22,8 +22,8 @@ DEFAULT_OUT = Path("results")
 #: ``--jobs`` bound: more cells at once than GPUs in a node is a typo
 MAX_JOBS = 64
 DEFAULT_REPORTS = Path("reports")
-#: ``--peak-budget`` when not given, and its bound (seconds per device)
-DEFAULT_PEAK_BUDGET_S = 5.0
+#: ``--peak-budget``'s bound (seconds per device); when not given, the runner scales it to the profile
+#: (``bench.runner.auto_peak_budget``: 5 s for the default profile, 1.25 s for the quick one)
 MAX_PEAK_BUDGET_S = 60.0
 
 
@@ -48,9 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="malloc regime of the measurements: steady (default; glibc keeps freed memory, as jemalloc/"
                         "tcmalloc do: steady between processes) or system (malloc untouched, as torch.utils.benchmark "
                         "and a user's own process see it); recorded, and compare refuses to mix them")  # fmt: skip
-    p.add_argument("--peak-budget", default=DEFAULT_PEAK_BUDGET_S, type=_peak_budget, metavar="S",
-                   help=f"seconds per device to measure the machine's GEMM and memory-bandwidth peak before the "
-                        f"cells (MFU, roofline; docs/efficiency.md); 0 = not measured (default {DEFAULT_PEAK_BUDGET_S:g})")  # fmt: skip
+    p.add_argument("--peak-budget", default=None, type=_peak_budget, metavar="S",
+                   help="seconds per device to measure the machine's GEMM and memory-bandwidth peak before the "
+                        "cells (MFU, roofline; docs/efficiency.md); 0 = not measured (default: 2.5 x the profile's "
+                        "min run time per cell, 1 to 5 s: 5 for the default profile, 1.25 for quick)")  # fmt: skip
     p.add_argument("--execution", default=None, type=name_list,
                    help="comma list of how models run: eager | compile | compile-max | reduce-overhead (CUDA) | "
                         "channels_last | autocast, or a combination such as compile+channels_last "

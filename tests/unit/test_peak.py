@@ -110,6 +110,20 @@ def test_the_runner_measures_the_peak_once_per_new_run_into_env(
     runner.run(_suite(), settings, tmp_path, resume=first.path, measure=measure)  # a resumed run keeps its peak
     runner.run(_suite(), runner.RunSettings(devices=("cpu",)), tmp_path / "off", measure=measure)  # 0: not measured
     assert len(calls) == 1
+    # not given (the CLI's default): scaled to the profile, 2.5 x its min run time per cell (1 s here)
+    runner.run(_suite(), runner.RunSettings(devices=("cpu",), peak_budget_s=None), tmp_path / "auto", measure=measure)
+    assert calls[-1][3] == 2.5
+
+
+def test_the_peak_budget_scales_with_the_profile() -> None:
+    """The quick profile (0.5 s per cell) spends 1.25 s on the peak, the default (2 s) 5 s; bounded 1-5 s."""
+    from bench.registry import get_suite
+
+    profiles = {p.name: p for p in get_suite("cv-backbones").profiles}
+    assert runner.auto_peak_budget(profiles["quick"]) == 1.25
+    assert runner.auto_peak_budget(profiles["default"]) == 5.0
+    assert runner.auto_peak_budget(profiles["full"]) == 5.0
+    assert runner.auto_peak_budget(Profile(name="x", min_run_time_s=0.1)) == 1.0
 
 
 @pytest.mark.slow
