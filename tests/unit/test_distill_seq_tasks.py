@@ -86,8 +86,9 @@ def _tiny(task: str, family: str) -> VariantSpec:
 SPEC = AccuracySpec(task="x", epochs=3, batch_size=32, lr=1e-2, seeds=1)
 
 
-@pytest.mark.parametrize(("task_name", "family"), [("reverse", "gru_seq2seq"), ("reverse", "transformer_seq2seq"),
-                                                   ("lookahead", "lstm"), ("lookahead", "bilstm")])  # fmt: skip
+@pytest.mark.parametrize(("task_name", "family"), [pytest.param("reverse", "gru_seq2seq", marks=pytest.mark.slow),
+                                                   ("reverse", "transformer_seq2seq"), ("lookahead", "lstm"),
+                                                   ("lookahead", "bilstm")])  # fmt: skip
 def test_per_position_training_is_deterministic_and_lowers_the_loss(task_name: str, family: str) -> None:
     args = {"length": 6, "n_train": 256, "n_test": 64}
     task = make_task(task_name, **args)
@@ -139,6 +140,7 @@ TEACHER = VariantSpec("cnn", "timm:resnet18", freeze({"channels": (8, 8, 8, 8), 
 DISTILL_SPEC = AccuracySpec(task="toy", epochs=2, batch_size=16, lr=3e-3, seeds=2)
 
 
+@pytest.mark.slow
 def test_distillation_trains_the_same_seeds_and_counts_the_teacher() -> None:
     task = _image_task()
     build, build_teacher = model_factory(DEIT, task), model_factory(TEACHER, task)
@@ -220,6 +222,7 @@ def _suite_cell(suite: str, profile: str, tier: str, family: str, **spec_changes
     return replace(cell, profile=replace(prof, metrics=("accuracy",), accuracy=replace(prof.accuracy, **spec_changes)))
 
 
+@pytest.mark.slow
 def test_a_deit_cell_reports_without_and_with_its_teacher_side_by_side() -> None:
     from bench.worker import measure_cell
 
@@ -234,6 +237,7 @@ def test_a_deit_cell_reports_without_and_with_its_teacher_side_by_side() -> None
     assert "distill_accuracy_mean" not in vit["metrics"]  # no distillation token: trained once, as before
 
 
+@pytest.mark.slow
 def test_seq_suite_trains_encoder_decoders_on_reversal_and_taggers_on_lookahead() -> None:
     from bench.worker import measure_cell
 
