@@ -205,13 +205,10 @@ def write_reports(
 
     Several runs of a suite (shards, reruns) make one combined report; a cell measured by more than
     one run shows the latest run's record in the tables, while the CSV keeps every record. With
-    ``newest_only`` (``aigc-bench report`` without ``--combine``) only each suite's newest run is reported,
+    ``newest_only`` (``aigc-bench report`` without ``--combine``) only the newest run of each profile of a suite is reported (one set each),
     and a line per suite saying how many older runs were left out is appended to ``left_out``.
     ``on_conflict`` is one of ``CONFLICT_POLICIES``. Returns the paths of the set's files.
     """
-    from bench.report.document import build_report, run_stem
-    from bench.report.escape import safe_component
-    from bench.report.frames import frame_from_runs
     from bench.store import load_runs
 
     if on_conflict not in CONFLICT_POLICIES:
@@ -229,22 +226,47 @@ def write_reports(
         raise UnknownNameError("reference family", reference_family, families)
     written: list[Path] = []
     for suite in sorted(by_suite):
-        runs = _unique_runs(by_suite[suite])
-        if newest_only and len(runs) > 1:  # a quick run of one's own must not be combined with a published one
-            newest = max(runs, key=lambda fd: (str(fd[1].get("started_at") or ""), str(fd[1]["run_id"])))
-            if left_out is not None:
-                left_out.append(f"{suite}: reporting the newest run, {newest[1]['run_id']}; {len(runs) - 1} older "
-                                "run(s) left out (--combine combines them)")  # fmt: skip
-            runs = [newest]
-        frame = frame_from_runs(runs)
-        report = build_report(frame, [d for _, d in runs], reference_family, figures="md" in fmts or "html" in fmts)
-        run_ids = [str(d["run_id"]) for _, d in runs]
-        stem = run_stem([f for f, _ in runs], run_ids)
-        folder = Path(out_dir) / safe_component(suite)  # the suite name comes from the file: never a path
-        if (Path(out_dir) / "history" / "history.md").is_file():  # `aigc-bench history -o <out_dir>/history`
-            report = replace(report, history="../history/history.md")
-        written += _write_set(folder, stem, report, fmts, run_ids, on_conflict, Path(out_dir))
+        for runs in _report_groups(suite, _unique_runs(by_suite[suite]), newest_only, left_out):
+            written += _write_suite(runs, suite, out_dir, fmts, reference_family, on_conflict)
     return written
+
+
+def _report_groups(suite: str, runs: list[tuple[Path, dict[str, Any]]], newest_only: bool,
+                   left_out: list[str] | None) -> list[list[tuple[Path, dict[str, Any]]]]:  # fmt: skip
+    """The runs of one suite, as the report sets to write: all of them in one, or (``newest_only``) the newest
+    run of each profile in its own set -- a quick run of one's own never joins a published default run, and a
+    published executions run is reported beside the default one, not instead of it."""
+    if not newest_only or len(runs) < 2:
+        return [runs]
+    by_profile: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for fd in runs:
+        by_profile.setdefault(str(fd[1].get("profile")), []).append(fd)
+    groups = []
+    for profile in sorted(by_profile):
+        found = by_profile[profile]
+        newest = max(found, key=lambda fd: (str(fd[1].get("started_at") or ""), str(fd[1]["run_id"])))
+        if len(found) > 1 and left_out is not None:
+            left_out.append(f"{suite} ({profile} profile): reporting the newest run, {newest[1]['run_id']}; "
+                            f"{len(found) - 1} older run(s) left out (--combine combines them)")  # fmt: skip
+        groups.append([newest])
+    return groups
+
+
+def _write_suite(runs: list[tuple[Path, dict[str, Any]]], suite: str, out_dir: str | Path, fmts: Any,
+                 reference_family: str | None, on_conflict: str) -> list[Path]:  # fmt: skip
+    """One report set of ``runs`` (of ``suite``) under ``out_dir/<suite>/``."""
+    from bench.report.document import build_report, run_stem
+    from bench.report.escape import safe_component
+    from bench.report.frames import frame_from_runs
+
+    frame = frame_from_runs(runs)
+    report = build_report(frame, [d for _, d in runs], reference_family, figures="md" in fmts or "html" in fmts)
+    run_ids = [str(d["run_id"]) for _, d in runs]
+    stem = run_stem([f for f, _ in runs], run_ids)
+    folder = Path(out_dir) / safe_component(suite)  # the suite name comes from the file: never a path
+    if (Path(out_dir) / "history" / "history.md").is_file():  # `aigc-bench history -o <out_dir>/history`
+        report = replace(report, history="../history/history.md")
+    return _write_set(folder, stem, report, fmts, run_ids, on_conflict, Path(out_dir))
 
 
 def write_run_reports(
