@@ -253,7 +253,7 @@ PROFILES = (
         min_run_time_s=5.0,
         max_samples=5000,
         timeout_s=600.0,
-        description="both tiers, batch 1/8/32, fp32 and bf16 (132 cells); micro tier: digits accuracy, "
+        description="both tiers, batch 1/8/32, fp32 and bf16 (143 cells); micro tier: digits accuracy, "
         "20 epochs x 5 seeds",
         metrics=_WITH_ACCURACY,
         accuracy=replace(DIGITS, epochs=20, seeds=5),
