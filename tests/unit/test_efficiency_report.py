@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+from _published import published
 
 from bench import catalogue
 from bench.report import write_reports
@@ -18,7 +19,7 @@ from bench.report.formatting import fmt_sig
 from bench.report.frames import frame_from_runs
 from bench.store import load_run
 
-CV = next((Path(__file__).resolve().parents[2] / "results" / "cv-backbones").glob("*.json"))
+CV = published("cv-backbones")
 PEAK = {"cpu": {"threads": 2, "gemm": {"fp32": {"gflops": 250.0, "size": 2048, "sizes": []}},
                 "bandwidth": {"gbs": 40.0, "copy": {"samples": [39.0]}, "triad": {"samples": [40.0]}}}}  # fmt: skip
 

@@ -4,13 +4,14 @@ and in the CSV, the hosts named in the environment; a run on one host is reporte
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+
+from _published import published
 
 from bench.report.document import build_report
 from bench.report.frames import frame_from_runs
 from bench.store import load_run
 
-CV = next((Path(__file__).resolve().parents[2] / "results" / "cv-backbones").glob("*.json"))
+CV = published("cv-backbones")
 
 
 def _two_hosts() -> dict:

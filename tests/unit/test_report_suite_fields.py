@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import report_data as rd
+from _published import published
 
 from bench import registry, store
 from bench.errors import UnknownNameError
@@ -38,8 +39,7 @@ def _register(monkeypatch: pytest.MonkeyPatch, suite: Suite) -> None:
 def test_the_stored_definition_of_a_built_in_suite_is_unchanged(name: str) -> None:
     """The declaration part of the published run's ``suite_definition`` (what its hash covers, with the
     resolved variants, which these fields do not touch) is what the suite declares today."""
-    (published,) = (REPO / "results" / name).glob("*.json")
-    stored = json.loads(published.read_text(encoding="utf-8"))["suite_definition"]
+    stored = json.loads(published(name).read_text(encoding="utf-8"))["suite_definition"]
     suite = registry.get_suite(name)
     assert suite.reference_family is not None
     declared = json.loads(json.dumps(suite.to_dict(), default=repr))
