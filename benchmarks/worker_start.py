@@ -14,6 +14,7 @@ INVALID (fidelity: the ratio should sit near 1 and the counts agree). Timing nee
 alone, never next to other work.
 
     python benchmarks/worker_start.py [--suite cv-backbones] [--profile quick] [--rounds 2] [--threads N]
+        [--family vgg,inception,...]
 
 Exit status: 0 when the cells, statuses, params and MACs agree, 1 otherwise.
 """
@@ -32,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 
-def run_once(suite: str, profile: str, out: Path, env: dict[str, str], threads: int | None) -> float:
+def run_once(suite: str, profile: str, out: Path, env: dict[str, str], threads: int | None,
+             family: str | None = None) -> float:  # fmt: skip
     cmd = [sys.executable, "-m", "bench.cli", "run", suite, "--profile", profile, "--device", "cpu", "--out", str(out)]
     cmd += ["--threads", str(threads)] if threads else []
+    cmd += ["--family", family] if family else []
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
     took = time.perf_counter() - t0
@@ -56,19 +59,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--family", default=None, help="only these families (comma list), e.g. the 9 of issue 15's target")
     args = ap.parse_args(argv)
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory(prefix="worker-start-") as tmp:
         root = Path(tmp)
         old = {"AIGC_BENCH_WORKER_START": "spawn", "AIGC_BENCH_CACHE_DIR": "off"}
         new = {"AIGC_BENCH_WORKER_START": "warm", "AIGC_BENCH_CACHE_DIR": str(root / "cache")}
-        cold = run_once(args.suite, args.profile, root / "cold", new, args.threads)  # fills the cache
+        cold = run_once(args.suite, args.profile, root / "cold", new, args.threads, args.family)  # fills the cache
         print(f"new start, cold cache (resolves every tier once): {cold:.1f} s", flush=True)
         times: dict[str, list[float]] = {"old": [], "new": []}
         for i in range(args.rounds):
             for side in ("old", "new") if i % 2 == 0 else ("new", "old"):  # neither side always goes second
                 took = run_once(
-                    args.suite, args.profile, root / f"{side}{i}", old if side == "old" else new, args.threads
+                    args.suite,
+                    args.profile,
+                    root / f"{side}{i}",
+                    old if side == "old" else new,
+                    args.threads,
+                    args.family,
                 )
                 times[side].append(took)
                 print(f"round {i + 1} {side}: {took:.1f} s", flush=True)

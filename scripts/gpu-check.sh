@@ -4,13 +4,15 @@
 # start, CUDA init, counting, the speed reference), so the runs below are cut to a few families; the fast CPU
 # suite with -n 15 takes ~150 s and prints each result (-v), so failure names survive a kill.
 #
-#   bash scripts/gpu-check.sh [OUT_DIR] [STEP...]     steps: env tests runs report fidelity suite (default: all)
+#   bash scripts/gpu-check.sh [OUT_DIR] [STEP...]     steps: env tests runs modes report fidelity suite (default: all)
 #
 # 1. tests     the CUDA-marked tests (latency/memory on the GPU, the counter on real CUDA kernels for
 #              every suite model in fp32/bf16 and the three grad modes, side effects on CUDA flags/RNG/stream)
 # 2. runs      a quick CUDA run of each suite (cv in fp32 and bf16; seq), one with --allocator system,
 #              each writing its reports (validity verdicts, malloc regime footers) -- then `compare` of the
 #              two regimes (must refuse to judge across regimes: exit 2 or an environment note)
+# 2b. modes    every execution on CUDA (compile-max, reduce-overhead too), --repeat 2, the ad-hoc --model mode,
+#              the pretraining suite's quick profile
 # 3. fidelity  benchmarks/latency_fidelity.py on CUDA: bench.measure_latency vs torch.utils.benchmark
 # 4. suite     the fast CPU test suite with a GPU visible (finds tests that assume there is none)
 #
@@ -21,7 +23,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/gpu-check}}
 shift || true
-steps=${*:-env tests runs report fidelity suite}
+steps=${*:-env tests runs modes report fidelity suite}
 mkdir -p "$out"
 log="$out/gpu-check.log"
 work=$(mktemp -d)
@@ -58,8 +60,8 @@ if has tests; then
 fi
 if has runs; then
   r="$work/results"
-  step run-cv 120 $py -m bench.cli run cv-backbones --profile quick --device cuda --dtype fp32,bf16 \
-    --family resnet,vit,convnext --out "$r"
+  step run-cv 150 $py -m bench.cli run cv-backbones --profile quick --device cuda --dtype fp32,bf16 \
+    --family resnet,vit,convnext,cait,t2t --out "$r"
   step run-seq 120 $py -m bench.cli run seq-backbones --profile quick --device cuda --tier 100k --dtype fp32,bf16 \
     --family lstm,gru,transformer --out "$r"
   step run-system 60 $py -m bench.cli run cv-backbones --profile quick --device cuda --family resnet,vit \
@@ -71,6 +73,20 @@ if has runs; then
     \$(ls $work/spawn/cv-backbones/*.json | head -1); echo compare exit \$?"
   step compare-regimes 60 bash -c "$py -m bench.cli compare \$(ls $r/cv-backbones/*.json | head -1) \
     \$(ls $work/system/cv-backbones/*.json | head -1); echo compare exit \$?"
+fi
+if has modes; then
+  # issue 14: every execution on CUDA (compile-max and reduce-overhead are CUDA-only), tiny models, batch 8
+  step executions 240 $py -m bench.cli run cv-backbones --profile executions --device cuda --family resnet,vit \
+    --batch-size 8 --execution eager,compile,compile-max,reduce-overhead,channels_last,autocast,compile+channels_last \
+    --out "$work/executions"
+  # issue 19: latency in 2 fresh processes per cell on CUDA; issue 20: the ad-hoc mode on CUDA
+  step repeat 90 $py -m bench.cli run cv-backbones --profile quick --device cuda --family resnet --repeat 2 \
+    --out "$work/repeat"
+  step adhoc 90 $py -m bench.cli run --model timm:resnet18 --model timm:vit_tiny_patch16_224 --profile quick \
+    --device cuda --out "$work/adhoc"
+  # issue 18: the pretraining suite's quick profile on CUDA (skipped where the suite does not exist yet)
+  step pretraining 180 bash -c "$py -m bench.cli list 2>/dev/null | grep -q pretraining && \
+    $py -m bench.cli run pretraining --profile quick --device cuda --out $work/pretraining || echo no pretraining suite"
 fi
 if has report; then
   step report 60 bash -c "for f in $work/results/reports/*/*.md; do echo \"--- \$f\"; cat \"\$f\"; done"
