@@ -239,6 +239,7 @@ def run(
     *,
     resume: Path | str | None = None,
     retry_failed: bool = False,
+    retry_invalid: bool = False,
     on_event: EventCallback | None = None,
     executor: Executor | None = None,
     measure: MeasureFn | None = None,
@@ -247,7 +248,8 @@ def run(
 
     ``resume``: ``"latest"`` or a run file; its cells already recorded are not run again, except, with
     ``retry_failed``, those recorded as failed or timed out: they run again and their new records replace
-    the old ones in the file.
+    the old ones in the file; with ``retry_invalid``, those whose latency was judged INVALID (the machine's
+    speed moved, or too noisy: ``bench.validity``) run again the same way.
     ``executor`` measures the cells (default: ``LocalProcessExecutor``, a spawned worker per cell): the run
     submits every cell to measure, writes each record as it completes, and closes the executor when it
     ends, however it ends (on Ctrl-C or SIGTERM the cells finished are in the file). ``measure``: a function
@@ -255,6 +257,9 @@ def run(
     """
     if retry_failed and resume is None:
         raise UsageError("--retry-failed goes with --resume: it re-runs the failed and timed-out cells of a run file")
+    if retry_invalid and resume is None:
+        raise UsageError("--retry-invalid goes with --resume: it re-measures the cells of a run file whose latency "
+                         "was judged INVALID")  # fmt: skip
     if executor is not None and measure is not None:
         raise TypeError("run(): give an executor or a measure function, not both")
     if executor is None:
@@ -263,11 +268,11 @@ def run(
         cells = expand(suite, settings)  # validates names before anything is written
         writer = open_run(suite, settings, cells, out_dir, resume)
         done = writer.done_keys()
-        retried = (
-            {CellKey.from_dict(r["key"]).id for r in writer.records if r["status"] in RETRIED}
-            if retry_failed
-            else set()
-        )
+        retried = {
+            CellKey.from_dict(r["key"]).id
+            for r in writer.records
+            if (retry_failed and r["status"] in RETRIED) or (retry_invalid and _invalid_latency(r))
+        }
         todo = [c for c in cells if c.key.id not in done or c.key.id in retried]
         todo_ids = {c.key.id for c in todo}
         result = RunResult(path=writer.path, skipped_existing=len(cells) - len(todo))
@@ -375,6 +380,12 @@ def open_run(suite: Suite, settings: RunSettings, cells: Sequence[CellSpec], out
     return RunWriter(path, header)
 
 
+def _invalid_latency(record: dict[str, Any]) -> bool:
+    """Whether a stored record's latency was judged INVALID when it was measured (``bench.validity``)."""
+    metrics = record.get("metrics")
+    return isinstance(metrics, dict) and metrics.get("latency_validity") == "invalid"
+
+
 #: the machine peak's budget per device, as a multiple of the profile's minimum run time per cell, and its bounds:
 #: a profile that times each cell for 0.5 s (quick: a smoke run of ~9 cells) spends 1.25 s on the peak, not 5
 PEAK_BUDGET_PER_MIN_RUN = 2.5
@@ -410,8 +421,19 @@ def find_resumable(out_dir: Path, suite: str, shash: str, settings: dict[str, An
     folder = Path(out_dir) / suite
     if not folder.is_dir():
         return None
-    keys = ("devices", "dtypes", "batch_sizes", "threads", "allocator", "tiers", "families", "shard", "executions",
-            "repeat", "metrics")
+    keys = (
+        "devices",
+        "dtypes",
+        "batch_sizes",
+        "threads",
+        "allocator",
+        "tiers",
+        "families",
+        "shard",
+        "executions",
+        "repeat",
+        "metrics",
+    )
     for f in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             doc = load_run(f)

@@ -89,6 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true",
                    help="with --resume: run the cells recorded as failed or timeout again; their new records "
                         "replace the old ones in the file")  # fmt: skip
+    p.add_argument("--retry-invalid", action="store_true",
+                   help="with --resume: measure again the cells whose latency was judged INVALID (the machine's speed "
+                        "moved, or too noisy); their new records replace the old ones in the file")  # fmt: skip
     p.add_argument("--no-report", action="store_true", help="do not write reports at the end")
     p.add_argument("--data", default=None, type=path, metavar="PATH",
                    help="evaluate checkpoints on this dataset (an ImageFolder tree or a CIFAR-10/100 folder; never "
@@ -114,6 +117,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--resume FILE: expected a path, got an empty string (give --resume alone for the latest)")
     if args.retry_failed and args.resume is None:
         raise UsageError("--retry-failed goes with --resume: it re-runs the failed and timed-out cells of a run file")
+    if args.retry_invalid and args.resume is None:
+        raise UsageError("--retry-invalid goes with --resume: it re-measures the cells of a run file whose latency was "
+                         "judged INVALID")  # fmt: skip
     out_dir = DEFAULT_OUT if args.out is None else args.out
     report_dir = report_folder(args.out, args.report_dir)
     suite = get_suite(args.suite)
@@ -166,7 +172,7 @@ def _run(args: argparse.Namespace) -> int:
                 view.on_event(event, cell, payload)
 
         result = runner.run(suite, settings, out_dir, resume=args.resume, retry_failed=args.retry_failed,
-                            executor=executor, on_event=on_event)  # fmt: skip
+                            retry_invalid=args.retry_invalid, executor=executor, on_event=on_event)  # fmt: skip
     out = Console()
     print_summary(out, result.records, suite.name)
     resumed = f" ({result.skipped_existing} cells resumed from the file)" if result.skipped_existing else ""
