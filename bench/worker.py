@@ -288,6 +288,18 @@ def _watch_parent(parent_pid: int, poll_s: float) -> None:
             os._exit(EXIT_ORPHANED)
 
 
+#: torch loggers whose warnings a worker keeps to itself: torch.compile on a CPU-only machine logs "No CUDA runtime
+#: is found, using CUDA_HOME=..." from torch.utils.cpp_extension once per compiled cell, 18 lines in an
+#: executions run's output that say nothing about the cell (a real failure still ends in the cell's record)
+QUIET_LOGGERS = ("torch.utils.cpp_extension",)
+
+
+def quiet_worker_logs() -> None:
+    """Raise ``QUIET_LOGGERS`` to ERROR in this worker process (its own process: nothing else is touched)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def child_main(cell: CellSpec, queue: Any, parent_pid: int | None = None, env: Mapping[str, str] | None = None) -> None:
     """Entry point of the worker process: stream phases and each metric's values, then send the record.
 
@@ -298,6 +310,7 @@ def child_main(cell: CellSpec, queue: Any, parent_pid: int | None = None, env: M
     if parent_pid is not None:
         die_with_parent(parent_pid)
     os.environ.update(env or {})
+    quiet_worker_logs()
     queue.put(("phase", "start"))
     rec = measure_cell(
         cell,

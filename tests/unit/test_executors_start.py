@@ -125,3 +125,19 @@ def test_warm_workers_measure_the_same_cells_as_spawned_ones(tmp_path: Path) -> 
         runs[start] = {r["key"]["family"]: (r["status"], r["metrics"]["params"]) for r in res.records}
         assert ex._pool._spare is None  # closed: no worker left waiting
     assert runs["warm"] == runs["spawn"] == {"linear": ("ok", 36), "wide": ("ok", 360)}
+
+
+def test_a_worker_keeps_torch_compiles_cuda_home_warning_to_itself() -> None:
+    """torch.compile on a CPU-only machine logs "No CUDA runtime is found" once per compiled cell; a worker raises
+    that logger to ERROR in its own process (the caller's loggers are untouched: the worker is a child)."""
+    import logging
+    import subprocess
+    import sys
+
+    from bench.worker import QUIET_LOGGERS
+
+    before = {n: logging.getLogger(n).level for n in QUIET_LOGGERS}
+    code = "from bench.worker import quiet_worker_logs\nquiet_worker_logs()\nfrom torch.utils import cpp_extension\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "No CUDA runtime" not in done.stderr, done.stderr[-500:]
+    assert {n: logging.getLogger(n).level for n in QUIET_LOGGERS} == before
