@@ -50,7 +50,7 @@ class RayExecutor:
     """Cells as Ray tasks (``resources``), ``max_in_flight`` at once (None: as many as the cluster takes)."""
 
     def __init__(self, address: str | None = None, max_in_flight: int | None = None, retries: int = RETRIES,
-                 task: Any = None) -> None:  # fmt: skip
+                 task: Any = None, grace_s: float = GRACE_S) -> None:  # fmt: skip
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         self._task = task or ray.remote(max_calls=1, max_retries=0)(measure_on_host)
@@ -58,6 +58,8 @@ class RayExecutor:
         self._retries = retries
         self._pending: deque[tuple[CellSpec, EventCallback | None, int]] = deque()
         self._running: dict[Any, tuple[CellSpec, EventCallback | None, int, float]] = {}
+        self._cancelled: set[Any] = set()  # tasks this driver cancelled past their hard cap: timeouts, not deaths
+        self._grace_s = grace_s
         self._closed = False
 
     def submit(self, cell: CellSpec, on_event: EventCallback | None = None) -> None:
@@ -78,11 +80,18 @@ class RayExecutor:
             self._launch()
             ready, _ = ray.wait(list(self._running), num_returns=1, timeout=POLL_S)
             for ref in ready:
-                cell, on_event, attempt, _ = self._running.pop(ref)
+                cell, on_event, attempt, t0 = self._running.pop(ref)
                 try:
                     rec = ray.get(ref)
                 except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                         ray.exceptions.TaskCancelledError) as e:  # fmt: skip
+                    if ref in self._cancelled:  # cancelled here past its cap: a timeout, never retried
+                        self._cancelled.discard(ref)
+                        rec = base_record(cell, "timeout", f"hard timeout: the Ray task ran {time.monotonic() - t0:.0f} "
+                                                           f"s, past the cell's {self._cap(cell):g} s cap and grace, and "
+                                                           "was cancelled by the driver (a stuck host or worker)")  # fmt: skip
+                        yield CellDone(cell, rec)
+                        continue
                     if attempt < self._retries:
                         self._pending.appendleft((cell, on_event, attempt + 1))
                         continue
@@ -94,8 +103,13 @@ class RayExecutor:
                 yield CellDone(cell, rec)
             now = time.monotonic()
             for ref, (cell, _, _, t0) in list(self._running.items()):
-                if now - t0 > HARD_CAP_FACTOR * cell.profile.timeout_s + GRACE_S:
-                    ray.cancel(ref, force=True)  # the worker's own hard cap should have fired: a stuck host
+                if ref not in self._cancelled and now - t0 > self._cap(cell) + self._grace_s:
+                    self._cancelled.add(ref)  # the worker's own hard cap should have fired: a stuck host
+                    ray.cancel(ref, force=True)
+
+    @staticmethod
+    def _cap(cell: CellSpec) -> float:
+        return HARD_CAP_FACTOR * cell.profile.timeout_s
 
     def close(self) -> None:
         self._closed = True

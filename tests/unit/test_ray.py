@@ -163,3 +163,22 @@ def test_a_killed_driver_leaves_a_run_that_resume_finishes_with_the_missing_cell
     assert sorted(ran) == ["slow", "wide"]
     assert res.path == path and res.skipped_existing == 1
     assert sorted(r["key"]["family"] for r in load_run(path)["records"]) == ["linear", "slow", "wide"]
+
+
+def hangs(cell):
+    """A task body that never finishes in time (a stuck host): the driver must cancel it past the cap."""
+    time.sleep(120)
+
+
+def test_a_task_past_its_hard_cap_is_cancelled_and_recorded_as_a_timeout_without_retry(cluster, tmp_path) -> None:
+    task = ray.remote(max_calls=1, max_retries=0)(hangs)
+    prof = Profile(name="quick", batch_sizes=(1,), metrics=("params",), timeout_s=0.1)  # cap 10 x 0.1 = 1 s
+    tier = Tier(name="t", target_params=36, tolerance=50.0, input_shape=(8,), variants=(LIN,))
+    suite = Suite(name="toy", description="toy", input_kind="image", tiers=(tier,), profiles=(prof,),
+                  default_profile="quick")  # fmt: skip
+    t0 = time.monotonic()
+    res = runner.run(suite, SETTINGS, tmp_path / "out", executor=RayExecutor(task=task, grace_s=1.0))
+    (rec,) = res.records
+    assert rec["status"] == "timeout" and "cancelled by the driver" in rec["error"], rec
+    assert not any("retried" in n for n in rec.get("notes", []))
+    assert time.monotonic() - t0 < 60
