@@ -12,5 +12,6 @@ depend on the caller's grad mode (grad, ``no_grad`` or ``inference_mode``).
 from __future__ import annotations
 
 from bench.flops._counter import CONVENTION, FlopCount, count_flops, meta_copy
+from bench.flops._train import count_train_flops
 
-__all__ = ["CONVENTION", "FlopCount", "count_flops", "meta_copy"]
+__all__ = ["CONVENTION", "FlopCount", "count_flops", "count_train_flops", "meta_copy"]

@@ -180,3 +180,20 @@ def _encoder_layer_other(inputs: Sequence[Any], outputs: Any) -> int:
         total += 4 * n * d + n * f + n * d  # qkv/out/ffn biases
         total += n * f + 2 * n * d  # activation, two residual adds
     return total
+
+
+# Backward (``count_train_flops``): dV = P^T dO and dP = dO V^T cost L*S*Ev, dQ = dS K and dK = dS^T Q cost L*S*E:
+# twice the forward's L*S*(E + Ev). A kernel that recomputes the scores (flash) does more; as for the forward,
+# the count is the model's, not the kernel's. Every one of these takes (grad_out, query, key, value, ...).
+SDPA_BACKWARD_OPS = (
+    "_scaled_dot_product_flash_attention_backward",
+    "_scaled_dot_product_flash_attention_for_cpu_backward",
+    "_scaled_dot_product_efficient_attention_backward",
+    "_scaled_dot_product_cudnn_attention_backward",
+    "_scaled_dot_product_fused_attention_overrideable_backward",
+)
+
+
+@macs(*SDPA_BACKWARD_OPS)
+def _sdpa_backward(inputs: Sequence[Any], outputs: Any) -> int:
+    return 2 * _attn_bhld(inputs[1], inputs[2], inputs[3])

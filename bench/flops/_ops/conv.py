@@ -57,3 +57,14 @@ def _backend_conv_transpose(inputs: Sequence[Any], outputs: Any) -> int:
 # Bias adds are other FLOPs, not MACs.
 other("conv_tbc")(_bias_out(2))
 other("convolution", "_convolution", "mkldnn_convolution")(_bias_out(2))
+
+
+# Backward (``count_train_flops``): the input gradient is a transposed convolution of the output gradient and
+# the weight gradient a correlation of the input with it; each costs the forward's MACs, counted for the
+# gradients autograd asked for (``output_mask``: input, weight, bias; the bias gradient is a sum, no MACs).
+@macs("convolution_backward")
+def _convolution_backward(inputs: Sequence[Any], outputs: Any) -> int:
+    grad_out, x, w = inputs[0], inputs[1], inputs[2]
+    transposed = bool(_arg(inputs, 7, False))
+    mask = _arg(inputs, 10, (True, True, True))
+    return _conv(x, w, grad_out, transposed) * (int(bool(mask[0])) + int(bool(mask[1])))
