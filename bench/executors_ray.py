@@ -6,7 +6,7 @@
   (``max_calls=1``) and measures the cell in a spawned child under the profile's stall timeout and hard cap
   (``bench.executors.measure_in_subprocess``), so a crash, an OOM kill or a hang costs one cell.
 - A Ray worker or node that dies: the cell runs once more (``RETRIES``); its record notes the retry; a second
-  death is a ``failed`` record and the run goes on. The driver also cancels a task past the cell's hard cap.
+  death is a ``failed`` record and the run goes on. The driver also cancels a task past the cell's hard cap (a stuck host): a ``timeout`` record, not retried.
 - Each record carries ``host_env``: the fingerprint of the host that measured it (``bench.env.host_fingerprint``).
 - The runner writes each record into the run file as it arrives, so ``--resume`` after a killed driver runs
   only the missing cells.
