@@ -106,7 +106,7 @@ def _real_size(size: tuple[int, ...]) -> tuple[int, ...]:
 
 def _suite_model(
     ref: str, shape: tuple[int, ...] | None, batch: int, seq_len: int | None
-) -> tuple[Any, tuple[Any, ...], tuple[int, ...]]:
+) -> tuple[Any, tuple[Any, ...], tuple[int, ...], str]:
     import torch
 
     from bench.build import build_model
@@ -131,7 +131,9 @@ def _suite_model(
     _real_size((batch, *key.input_shape, *((seq_len,) if seq_len else ())))
     model = build_model(variant).eval()
     inputs = INPUTS.get(suite.input_kind)(cell, batch, "cpu", torch.float32)
-    return model, tuple(inputs), key.input_shape
+    args = ", ".join(f"{k}={v}" for k, v in variant.model_args)
+    resolved = f"{variant.model} ({variant.builder}{'(' + args + ')' if args else ''})"
+    return model, tuple(inputs), key.input_shape, resolved
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -146,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
     # None: the default shape; an empty string is an error (it used to mean the default silently).
     shape = parse_shape(args.input_shape) if args.input_shape is not None else None
     ref = args.model
+    resolved = None  # what SUITE/TIER/FAMILY resolved to
     is_timm, is_suite = ref.startswith("timm:"), ref.count("/") == 2 and all(ref.split("/"))
     if not (is_timm or is_suite):
         raise UsageError(f"MODEL must be timm:<name> or SUITE/TIER/FAMILY, not {ref!r}")
@@ -158,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
         if is_timm:
             inputs: Any = torch.empty((args.batch_size, *shape), device="meta")
         else:
-            model, inputs, shape = _suite_model(ref, shape, args.batch_size, args.seq_len)
+            model, inputs, shape, resolved = _suite_model(ref, shape, args.batch_size, args.seq_len)
             real_inputs = lambda: inputs  # noqa: E731
         try:
             count = count_flops(model, inputs)
@@ -186,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
             d["crosscheck"] = cc.to_dict()
         print(json.dumps(d, indent=2))
         return 0
-    _print(ref, shape, args, count, cc)
+    _print(ref, shape, args, count, cc, resolved, sum(p.numel() for p in model.parameters()))
     return 0
 
 
@@ -194,15 +197,22 @@ def _g(x: float) -> str:
     return f"{x / 1e9:,.4f}"
 
 
-def _print(ref: str, shape: tuple[int, ...] | None, args: argparse.Namespace, count: Any, cc: Any) -> None:
+def _print(ref: str, shape: tuple[int, ...] | None, args: argparse.Namespace, count: Any, cc: Any,
+           resolved: str | None = None, params: int | None = None) -> None:  # fmt: skip
     from rich.console import Console
     from rich.table import Table
+
+    from bench.report.escape import term as escape  # model names hold brackets: shown, never read as markup
 
     console = Console()
     shape_text = "x".join(map(str, shape)) if shape else "suite inputs"
     console.print(
         f"[bold]{ref}[/bold]  input {args.batch_size} x {shape_text}  (counted: {count.method}, {count.seconds:.2f} s)"
     )
+    if resolved is not None:
+        console.print(f"  resolved to {escape(resolved)}", soft_wrap=True)
+    if params is not None:
+        console.print(f"  params {params / 1e6:,.3f} M ({params:,})")
     console.print(f"  GMACs {_g(count.macs)}   GFLOPs {_g(count.flops)}   other GFLOPs {_g(count.other_flops)}")
     console.print(f"  [dim]{count.convention}[/dim]")
     total = count.macs or 1

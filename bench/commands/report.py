@@ -1,7 +1,9 @@
 """``aigc-bench report [PATHS...]``: tables and figures (Markdown, CSV, LaTeX, HTML) from stored results.
 
-One report set per suite: ``OUT/<suite>/<run stem>.{md,csv,tex,html}``, figures ``<stem>.<figure>.{png,svg}``
-and ``<stem>.manifest.json``; several runs of a suite are combined into ``combined-<N>runs-<hash>.*``.
+One report set per suite: OUT/<suite>/<run stem>.{md,csv,tex,html}, figures <stem>.<figure>.{png,svg}
+and <stem>.manifest.json. Of several runs of a suite, only the newest is reported (a quick run of your own
+never joins a published one); --combine combines them into combined-<N>runs-<hash>.* (shards, reruns of one
+setup), and a table never ranks cells of different profiles against each other.
 The same results always give the same file names and byte-identical files. A file this report did
 not write is never replaced without --force.
 """
@@ -20,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=Path("reports"), type=Path, help="reports folder (default: ./reports)")
     p.add_argument("--reference-family", default=None, metavar="NAME",
                    help="family the ratio columns compare against (default: resnet for vision suites, lstm for sequence suites)")  # fmt: skip
+    p.add_argument("--combine", action="store_true",
+                   help="combine every run of a suite found into one report (default: the newest run only)")  # fmt: skip
     p.add_argument(
         "--force", action="store_true", help="replace existing report files even when this report did not write them"
     )
@@ -34,8 +38,12 @@ def _run(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.format)  # a bad name fails before anything is read
     paths = args.paths or [Path("results")]
-    written = write_reports(paths, args.out, formats, args.reference_family, "overwrite" if args.force else "error")
+    left_out: list[str] = []
+    written = write_reports(paths, args.out, formats, args.reference_family, "overwrite" if args.force else "error",
+                            newest_only=not args.combine, left_out=left_out)  # fmt: skip
     console = Console(highlight=False)
+    for line in left_out:
+        Console(stderr=True, highlight=False).print(f"note: {printable(line)}", markup=False, soft_wrap=True)
     for p in written:
         console.print(f"report: {printable(p)}", markup=False, soft_wrap=True)  # the path holds the run's file name
     return 0

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-_Y_LABELS = {"latency_p50_ms": "latency p50 (ms)", "peak_memory_mb": "peak memory (MB)", "macs": "MACs / sequence"}
+_Y_LABELS = {"latency_p50_ms": "latency p50 (ms)", "peak_memory_mb": "peak memory (MB)", "macs": "MACs / sequence",
+             "activations_mb": "activations (MB)"}  # fmt: skip
 
 
 def _point_slice(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -105,29 +106,42 @@ def _failing_figure(name: str, failures: list[str] | None) -> Iterator[None]:
 
 
 def _latency_vs_params(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suite: str, desc: str) -> FigureFile | None:
+    """A dot plot per tier: sizes are matched by design, so latency against parameters would stack each tier's
+    models in one unlabelled column; here every model has its own labelled row (family and measured size),
+    fastest at the top, with its latency written beside the point."""
     pts = pts[[num(p) > 0 and num(lat) > 0 for p, lat in zip(pts["params"], pts["latency_p50_ms"], strict=True)]]
     if pts.empty:
         return None
     devices = devices_of(pts)
-    fig, axes = new_figure(len(devices), 4.6 * len(devices) + 1.6, 4.0)
-    for ax, device in zip(axes, devices, strict=True):
-        d = pts[pts["device"] == device]
-        for r in d.itertuples():
-            ax.scatter(num(r.params) / 1e6, num(r.latency_p50_ms), color=style.color[r.family],
-                       marker=style.marker[r.tier], s=42, edgecolors="black", linewidths=0.5, zorder=3)  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        log_axis(ax.xaxis, [num(v) / 1e6 for v in d["params"]])
-        log_axis(ax.yaxis, [num(v) for v in d["latency_p50_ms"]])
-        ax.set_xlabel("params (M)")
-        ax.set_ylabel("latency p50 (ms)")
-        ax.set_title(f"{fig_text(device)} · {desc}")
-    fams = list(dict.fromkeys(f for f in style.families if f in set(pts["family"])))
     tiers = [t for t in style.tiers if t in set(pts["tier"])]
-    fig.legend(handles=style.legend_handles(fams, tiers), loc="outside right upper")
-    fig.suptitle(f"{suite}: latency vs parameters")
-    return finish(fig, "latency-vs-params", "Latency vs parameters",
-                   f"Median latency against parameter count (log-log), {desc}; colour = family, marker = tier.")  # fmt: skip
+    rows = {t: max(int(((pts["tier"] == t) & (pts["device"] == d)).sum()) for d in devices) for t in tiers}
+    fig, axes = new_figure(len(devices), 4.8 * len(devices) + 1.4, sum(0.22 * n + 0.75 for n in rows.values()) + 0.5,
+                           nrows=len(tiers), height_ratios=[0.22 * rows[t] + 0.75 for t in tiers])  # fmt: skip
+    for i, tier in enumerate(tiers):
+        for j, device in enumerate(devices):
+            ax = axes[i * len(devices) + j]
+            d = pts[(pts["tier"] == tier) & (pts["device"] == device)].to_dict("records")
+            d.sort(key=lambda r: -num(r["latency_p50_ms"]))  # slowest at the bottom, fastest at the top
+            lats = [num(r["latency_p50_ms"]) for r in d]
+            for y, r in enumerate(d):
+                ax.scatter(lats[y], y, color=style.color[r["family"]], marker=style.marker[tier], s=40,
+                           edgecolors="black", linewidths=0.5, zorder=3)  # fmt: skip
+                ax.annotate(f"{fmt_sig(lats[y])} ms", (lats[y], y), xytext=(6, 0), textcoords="offset points",
+                            va="center", fontsize=7)  # fmt: skip
+            ax.set_yticks(range(len(d)), [f"{fig_text(r['family'])} ({fmt_sig(num(r['params']) / 1e6)}M)" for r in d])
+            ax.set_ylim(-0.6, max(len(d), 1) - 0.4)
+            ax.set_xscale("log")
+            log_axis(ax.xaxis, lats)
+            lo, hi = ax.get_xlim()
+            ax.set_xlim(lo, hi * (hi / lo) ** 0.18)  # room for the value beside the rightmost point
+            ax.grid(axis="y", visible=False)
+            ax.set_title(f"tier {fig_text(tier)} · {fig_text(device)}", fontsize=9)
+            if i == len(tiers) - 1:
+                ax.set_xlabel("latency p50 (ms, log scale)")
+    fig.suptitle(f"{suite}: latency at matched size · {desc}")
+    return finish(fig, "latency-vs-params", "Latency at matched size",
+                  f"Median latency of every model, one panel per tier (models of matched parameter count) and device, "
+                  f"fastest at the top; each row names the family and its measured parameter count; {desc}.")  # fmt: skip
 
 
 def _accuracy(df: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float, float]]:
@@ -167,6 +181,7 @@ def _accuracy_vs_latency(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suit
         return None
     fig, axes = new_figure(len(devices), 4.6 * len(devices) + 1.8, 4.0)
     tiers_used: list[str] = []
+    marked = [t for t in style.tiers if any(k[0] == t for k in acc)]
     for ax, device in zip(axes, devices, strict=True):
         d = pts[pts["device"] == device]
         by_tier: dict[str, list[tuple[float, float]]] = {}
@@ -179,20 +194,22 @@ def _accuracy_vs_latency(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suit
             ax.errorbar(lat, m, yerr=s if math.isfinite(s) else None, color=style.color[r.family], marker=style.marker[r.tier],
                         markersize=7, markeredgecolor="black", markeredgewidth=0.5, capsize=2, linestyle="", zorder=3)  # fmt: skip
             by_tier.setdefault(r.tier, []).append((lat, m))
+        plotted = [x for v in by_tier.values() for x, _ in v]
         for tier in style.tiers:
             front = pareto_front(by_tier.get(tier, []))
-            if front:
-                ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.45",
+            if front:  # the staircase runs on to the slowest point: one dominating model still draws a line
+                xs = [p[0] for p in front] + [max(x for x, _ in by_tier[tier])]
+                ax.step(xs, [p[1] for p in front] + [front[-1][1]], where="post", color="0.45",
                         linestyle=style.line[tier], linewidth=1.2, zorder=2)  # fmt: skip
                 if tier not in tiers_used:
                     tiers_used.append(tier)
         ax.set_xscale("log")
-        log_axis(ax.xaxis, [num(v) for v in d["latency_p50_ms"]])
+        log_axis(ax.xaxis, plotted)  # the limits of the points drawn, not of every cell's latency
         ax.set_xlabel("latency p50 (ms)")
         ax.set_ylabel("accuracy (%)" if scale == 100.0 else "accuracy")
         ax.set_title(f"{fig_text(device)} · {desc}")
     fams = [f for f in style.families if any(k[1] == f for k in acc)]
-    handles = style.legend_handles(fams, tiers_used)
+    handles = style.legend_handles(fams, marked)
     handles += [
         Line2D([], [], color="0.45", linestyle=style.line[t], label=fig_text(f"Pareto front {t}")) for t in tiers_used
     ]
@@ -204,47 +221,53 @@ def _accuracy_vs_latency(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suit
 
 
 def _peak_memory(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suite: str, desc: str) -> FigureFile | None:
+    """Bars per family, one panel per tier and device, each with its own axis: a 2 MB micro model and a 500 MB
+    small one on one linear axis would leave the small tiers' bars invisible."""
     if "peak_memory_mb" not in pts or not any(num(v) > 0 for v in pts["peak_memory_mb"]):
         return None
     devices = [d for d in devices_of(pts) if any(num(v) > 0 for v in pts[pts["device"] == d]["peak_memory_mb"])]
     tiers = [t for t in style.tiers if t in set(pts["tier"])]
     fams = [f for f in style.families if f in set(pts["family"])]
-    width = 0.8 / max(1, len(fams))
-    # one row per device: nine families x three tiers side by side would not fit a page
-    fig_w = min(13.0, max(6.0, 0.32 * len(tiers) * len(fams) + 2.5))
-    fig, axes = new_figure(1, fig_w, 3.4 * len(devices) + 0.4, nrows=len(devices))
-    for ax, device in zip(axes, devices, strict=True):
-        d = pts[pts["device"] == device]
-        vals = {(r.tier, r.family): num(r.peak_memory_mb) for r in d.itertuples()}
-        top = max([v for v in vals.values() if math.isfinite(v)] + [1.0])
-        for j, fam in enumerate(fams):
-            xs = [i + (j - (len(fams) - 1) / 2) * width for i in range(len(tiers))]
-            hs = [vals.get((t, fam), math.nan) for t in tiers]
-            ax.bar(
-                xs,
-                [h if math.isfinite(h) else 0 for h in hs],
-                width=width * 0.92,
-                color=style.color[fam],
-                label=fig_text(fam),
-            )
-            for x, h in zip(xs, hs, strict=True):
-                if math.isfinite(h):
-                    ax.text(x, h + top * 0.01, fmt_sig(h), ha="center", va="bottom", fontsize=7, rotation=90)
-        ax.set_ylim(0, top * 1.18)
-        ax.set_xticks(range(len(tiers)), [fig_text(t) for t in tiers])
-        ax.set_xlabel("tier")
-        ax.set_ylabel("peak memory (MB)")
-        ax.set_title(f"{fig_text(device)} · {desc}")
-        ax.grid(axis="x", visible=False)
-    from matplotlib.patches import Patch
-
-    fig.legend(handles=[Patch(color=style.color[f], label=fig_text(f)) for f in fams], loc="outside right upper")
-    fig.suptitle(f"{suite}: peak memory")
+    panel_w = max(2.4, 0.34 * len(fams) + 0.9)
+    fig, axes = new_figure(len(tiers), min(16.0, panel_w * len(tiers) + 1.8), 3.3 * len(devices) + 0.4,
+                           nrows=len(devices))  # fmt: skip
+    for i, device in enumerate(devices):
+        for j, tier in enumerate(tiers):
+            ax = axes[i * len(tiers) + j]
+            d = pts[(pts["device"] == device) & (pts["tier"] == tier)]
+            vals = {r.family: num(r.peak_memory_mb) for r in d.itertuples()}
+            here = [f for f in fams if math.isfinite(vals.get(f, math.nan))]
+            top = max([vals[f] for f in here] + [1e-9])
+            ax.bar(range(len(here)), [vals[f] for f in here], color=[style.color[f] for f in here], width=0.8)
+            for x, f in enumerate(here):
+                ax.text(x, vals[f] + top * 0.015, fmt_sig(vals[f]), ha="center", va="bottom", fontsize=7, rotation=90)
+            ax.set_ylim(0, top * 1.25)
+            ax.set_xticks(range(len(here)), [fig_text(f) for f in here], rotation=60, ha="right", fontsize=7)
+            ax.set_ylabel("peak memory (MB)" if j == 0 else "")
+            ax.set_title(f"tier {fig_text(tier)} · {fig_text(device)}", fontsize=9)
+            ax.grid(axis="x", visible=False)
+    fig.suptitle(f"{suite}: peak memory · {desc}")
     return finish(fig, "peak-memory", "Peak memory",
-                   f"Peak memory per model, {desc}; bars grouped by tier, colour = family.")  # fmt: skip
+                  f"Peak memory per model, {desc}; one panel per tier, each with its own scale; colour = family.")  # fmt: skip
+
+
+#: family-name parts that say how a sequence model mixes positions: the scaling figure's facets
+_KINDS = (("recurrent", ("rnn", "lstm", "gru", "mamba", "ssm", "rwkv")),
+          ("attention", ("transformer", "attention", "attn", "bert", "gpt", "vit", "t2t")))  # fmt: skip
+
+
+def family_kind(family: str) -> str:
+    """``recurrent``, ``attention`` or ``other``, from the family's name (``bigru`` -> recurrent)."""
+    name = family.lower()
+    for kind, parts in _KINDS:
+        if any(p in name for p in parts):
+            return kind
+    return "other"
 
 
 def _scaling(df: pd.DataFrame, style: Style, suite: str, analyses: Sequence[Mapping[str, Any]]) -> list[FigureFile]:
+    """Per device: one row per metric, one column per kind of family (recurrent, attention, other), so no panel
+    holds more than a handful of lines; models measured at one length only (no slope) are left out."""
     seq = df[[opt_int(v) is not None for v in df["seq_len"]]]
     sl = scaling_slice(seq) if len(seq) else seq
     if sl.empty or len({opt_int(v) for v in sl["seq_len"]}) < 2:
@@ -253,62 +276,48 @@ def _scaling(df: pd.DataFrame, style: Style, suite: str, analyses: Sequence[Mapp
     for device in devices_of(sl):
         d = sl[sl["device"] == device]
         metrics = [(m, label) for m, label in SCALING_METRICS if m in d and any(num(v) > 0 for v in d[m])]
-        if not metrics:
+        ordered = d.sort_values(["_tier_rank", "_family_rank"], kind="stable")
+        models = [m for m in dict.fromkeys((r.tier, r.family, r.model) for r in ordered.itertuples())
+                  if len({int(t) for t in d[(d["tier"] == m[0]) & (d["model"] == m[2])]["_T"]}) >= 2]  # fmt: skip
+        if not metrics or not models:
             continue
-        models = list(
-            dict.fromkeys(
-                (r.tier, r.family, r.model)
-                for r in d.sort_values(["_tier_rank", "_family_rank"], kind="stable").itertuples()
-            )
-        )
-        many = len(models) > 6
-        if many:  # one row per metric, legend beside it: long legends under narrow panels would collide
-            ncol = 1 if len(models) <= 14 else 2
-            fig, axes = new_figure(1, 8.5 + 2.4 * ncol, max(3.2, 0.18 * math.ceil(len(models) / ncol) + 0.9) * len(metrics),
-                             nrows=len(metrics))  # fmt: skip
-        else:
-            fig, axes = new_figure(len(metrics), 4.4 * len(metrics), 3.6 + 0.2 * len(models))
-        for ax, (metric, label) in zip(axes, metrics, strict=True):
-            ys: list[float] = []
-            for tier, family, model in models:
-                g = d[(d["tier"] == tier) & (d["model"] == model)].sort_values("_T", key=lambda s: s.map(int))
-                x = [int(t) for t in g["_T"]]
-                y = [
-                    num(v) / (int(b) if metric == "macs" else 1)
-                    for v, b in zip(g[metric], g["batch_size"], strict=True)
-                ]
-                keep = [(a, b) for a, b in zip(x, y, strict=True) if b > 0]
-                if not keep:
-                    continue
-                ys += [b for _, b in keep]
-                e = analysis_entry(analyses, metric, family=family, tier=tier, model=model, device=device,
-                                   dtype=d["dtype"].iloc[0], batch_size=int(d["batch_size"].iloc[0]), mode=d["mode"].iloc[0])  # fmt: skip
-                fit = (
-                    (num(e["exponent"]), None)
-                    if e is not None
-                    else fit_exponent([a for a, _ in keep], [b for _, b in keep])
-                )
-                name = fig_text(family) + (f" · {fig_text(tier)}" if len(style.tiers) > 1 else "")
-                lab = f"{name}: k={fit[0]:.2f}" if fit is not None else name
-                ax.plot([a for a, _ in keep], [b for _, b in keep], color=style.color[family], marker=style.marker[tier],
-                        linestyle=style.line[tier], markersize=4, label=lab)  # fmt: skip
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            log_axis(ax.xaxis, [], base=2)
-            log_axis(ax.yaxis, ys)
-            ax.set_xlabel("sequence length T")
-            ax.set_ylabel(_Y_LABELS.get(metric, metric))
-            ax.set_title(f"{label} ∝ T^k")
-            if many:
-                ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), ncols=ncol, frameon=False)
-            else:
-                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1, frameon=False)
+        kinds = [k for k in ("recurrent", "attention", "other") if any(family_kind(f) == k for _t, f, _m in models)]
+        one_tier = len({t for t, _f, _m in models}) == 1
+        fig, axes = new_figure(len(kinds), 4.3 * len(kinds) + 0.4, 2.9 * len(metrics) + 0.5, nrows=len(metrics))
+        for i, (metric, label) in enumerate(metrics):
+            for j, kind in enumerate(kinds):
+                ax, ys = axes[i * len(kinds) + j], []
+                for tier, family, model in (m for m in models if family_kind(m[1]) == kind):
+                    g = d[(d["tier"] == tier) & (d["model"] == model)].sort_values("_T", key=lambda s: s.map(int))
+                    per = [int(b) if metric == "macs" else 1 for b in g["batch_size"]]
+                    keep = [(int(t), num(v) / b) for t, v, b in zip(g["_T"], g[metric], per, strict=True) if num(v) > 0]
+                    if len(keep) < 2:
+                        continue
+                    ys += [y for _, y in keep]
+                    e = analysis_entry(analyses, metric, family=family, tier=tier, model=model, device=device,
+                                       dtype=d["dtype"].iloc[0], batch_size=int(d["batch_size"].iloc[0]),
+                                       mode=d["mode"].iloc[0])  # fmt: skip
+                    fit = (num(e["exponent"]), None) if e is not None else fit_exponent(*zip(*keep, strict=True))
+                    name = fig_text(family) + ("" if one_tier else f" · {fig_text(tier)}")
+                    ax.plot([x for x, _ in keep], [y for _, y in keep], color=style.color[family], marker=style.marker[tier],
+                            linestyle=style.line[tier], markersize=4,
+                            label=f"{name}: k={fit[0]:.2f}" if fit is not None else name)  # fmt: skip
+                ax.set_xscale("log", base=2)
+                ax.set_yscale("log")
+                log_axis(ax.xaxis, [], base=2)
+                log_axis(ax.yaxis, ys)
+                ax.set_xlabel("sequence length T" if i == len(metrics) - 1 else "")
+                ax.set_ylabel(_Y_LABELS.get(metric, label) if j == 0 else "")
+                ax.set_title(f"{kind} · {label} ∝ T^k", fontsize=9)
+                if ys:
+                    ax.legend(loc="upper left", fontsize=7, frameon=True, framealpha=0.8)
         fig.suptitle(f"{suite}: scaling with sequence length · {fig_text(device)} · {fig_text(d['dtype'].iloc[0])} · "
                      f"batch {int(d['batch_size'].iloc[0])}")  # fmt: skip
         # the device comes from the file and goes into a file name: one safe component
         out.append(finish(fig, f"scaling-{safe_component(device)}", f"Scaling with sequence length ({fig_text(device)})",
-                           "Latency, peak memory and MACs against sequence length (log-log), one line per model; k in "
-                           "the legend is the exponent of y ∝ T^k (from the run's analysis when stored, else fitted here)."))  # fmt: skip
+                          "Latency, peak memory, MACs and activations against sequence length (log-log), one line per "
+                          "model, recurrent and attention families in separate columns; k in the legend is the exponent "
+                          "of y ∝ T^k (from the run's analysis when stored, else fitted here)."))  # fmt: skip
     return out
 
 

@@ -89,11 +89,17 @@ class Style:
         self.line = {t: _LINESTYLES[i % len(_LINESTYLES)] for i, t in enumerate(tiers)}
 
     def legend_handles(self, families: Sequence[str], tiers: Sequence[str]) -> list[Any]:
+        """Family colours (drawn with the tier's marker when the points are of one tier: the legend's marker is
+        the points'), then one grey marker per tier when there are several."""
         from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
 
-        hs: list[Any] = [
-            Line2D([], [], color=self.color[f], marker="o", linestyle="", label=fig_text(f)) for f in families
-        ]
+        if len(tiers) == 1:
+            m = self.marker[tiers[0]]
+            hs: list[Any] = [Line2D([], [], color=self.color[f], marker=m, markeredgecolor="black", markeredgewidth=0.5,
+                                    linestyle="", label=fig_text(f)) for f in families]  # fmt: skip
+        else:  # colour alone: a circle beside triangle points would say the wrong shape
+            hs = [Patch(color=self.color[f], label=fig_text(f)) for f in families]
         if len(tiers) > 1:
             hs += [Line2D([], [], color="0.35", marker=self.marker[t], linestyle="", label=fig_text(f"tier {t}"))
                    for t in tiers]  # fmt: skip
@@ -143,13 +149,16 @@ def log_axis(axis: Any, values: Sequence[float], base: float = 10) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def new_figure(ncols: int, width: float, height: float, nrows: int = 1) -> tuple[Figure, list[Axes]]:
+def new_figure(ncols: int, width: float, height: float, nrows: int = 1,
+               height_ratios: Sequence[float] | None = None) -> tuple[Figure, list[Axes]]:  # fmt: skip
+    """A constrained-layout figure of ``nrows`` x ``ncols`` axes (row by row), rows sized by ``height_ratios``."""
     import matplotlib
     from matplotlib.figure import Figure
 
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(width, height), layout="constrained")
-        axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+        grid = {"height_ratios": list(height_ratios)} if height_ratios is not None else None
+        axes = list(fig.subplots(nrows, ncols, squeeze=False, gridspec_kw=grid).ravel())
     return fig, axes
 
 

@@ -6,9 +6,12 @@ goes through ``bench.report.escape.term``: rich markup escaped and control chara
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -25,6 +28,7 @@ from rich.text import Text
 from bench.report.escape import term
 from bench.report.frames import frame_from_records
 from bench.report.main_table import build_tables
+from bench.report.model import Cell
 from bench.report.model import Table as ReportTable
 from bench.result import Status
 from bench.spec import CellSpec
@@ -101,20 +105,63 @@ class _EtaColumn(ProgressColumn):
         return Text(f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}", style="progress.remaining")
 
 
+#: a MAC cell flagged against fvcore / FlopCounterMode: ``ours (fvcore x, FCM y)``
+_THEIRS = re.compile(r"^(?P<ours>.*?) \((?P<theirs>.+)\)$")
+#: label columns (family, model) are as wide as their longest label up to this; longer names fold onto a second
+#: line, never cut to "deit_disti…"
+MAX_LABEL_CHARS = 22
+
+
+def _split_theirs(column_key: str, c: Cell) -> tuple[Cell, str | None]:
+    """A flagged MAC cell without the other counters' counts (they go under the table: in the cell they made
+    every such row wrap to three to five lines at 120-140 columns), and those counts."""
+    m = _THEIRS.match(c.text) if column_key == "macs" and c.notes else None
+    if m is None:
+        return c, None
+    return replace(c, text=m["ours"]), m["theirs"]
+
+
+def cross_checks(t: ReportTable) -> list[str]:
+    """``model: fvcore 4.79, FCM 4.78`` for each model whose MAC cell shows other counters' counts, once each."""
+    out: dict[str, str] = {}
+    for g in t.groups:
+        for r in g.rows:
+            for col, c in zip(t.columns, r.cells, strict=True):
+                theirs = _split_theirs(col.key, c)[1]
+                if theirs is not None:
+                    out.setdefault(r.labels[-1] if len(r.labels) < 3 else r.labels[1], theirs)
+    return [f"{model}: {theirs}" for model, theirs in out.items()]
+
+
 def rich_table(t: ReportTable) -> Table:
-    """A report table (``bench.report.model.Table``) as a rich table: best values bold green, footnote marks."""
+    """A report table (``bench.report.model.Table``) as a rich table that fits 120-140 columns: best values bold
+    green, footnote marks; labels never cut (``MAX_LABEL_CHARS``); the other counters' MACs of a flagged cell are
+    left to ``cross_checks`` (printed under the table)."""
     # titles, headers (devices) and cells all hold names from the data: every string is escaped
-    rt = Table(title=term(t.title), caption=term(t.caption) if t.caption else None, caption_justify="left")
-    for h in t.label_headers:
-        rt.add_column(term(h))
-    for c in t.columns:
-        rt.add_column(term(f"{c.group} {c.header}".strip()), justify="right")
+    rt = Table(
+        title=term(t.title),
+        caption=term(t.caption) if t.caption else None,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )  # no rules: fits 120-140 columns
+    for j, h in enumerate(t.label_headers):
+        groups = [len(g.label) for g in t.groups] if j == 0 else []  # group labels sit in the first column
+        longest = max([len(r.labels[j]) for g in t.groups for r in g.rows] + [len(h), *groups])
+        # a fixed width: rich's solver would otherwise narrow the widest (label) column first and then crop the right
+        rt.add_column(term(h), width=min(longest, MAX_LABEL_CHARS), overflow="fold")
+    for c in t.columns:  # "GMACs/sample" may break after its "/": a header must not widen its column
+        rt.add_column(term(re.sub(r"/(?=\w{3})", "/ ", f"{c.group} {c.header}".strip())), justify="right",
+                      overflow="fold")  # fmt: skip
+    width = len(t.label_headers) + len(t.columns)
     for gi, g in enumerate(t.groups):
         if g.label:
-            rt.add_row(f"[bold]{term(g.label)}[/bold]", *[""] * (len(t.label_headers) + len(t.columns) - 1))
+            rt.add_row(f"[bold]{term(g.label)}[/bold]", *[""] * (width - 1))
         for i, r in enumerate(g.rows):
             cells = []
-            for c in r.cells:
+            for col, c in zip(t.columns, r.cells, strict=True):
+                c = _split_theirs(col.key, c)[0]
                 text = term(c.text) + ("".join(f"[{n}]" for n in c.notes) if c.notes else "")
                 if c.best:
                     text = f"[bold green]{text}[/bold green]"
@@ -144,6 +191,9 @@ def print_summary(console: Console, records: Iterable[Mapping[str, Any]], suite:
         console.print(rich_table(t))
         for i, note in enumerate(t.notes, 1):
             console.print(f"[{i}] {term(note)}", style="red" if note.startswith(("failed", "timeout")) else None)
+        checks = cross_checks(t)
+        if checks:  # the flagged MAC cells' other counts, per model (the table's cells show ours)
+            console.print(f"MACs by other counters: {term('; '.join(checks))}", soft_wrap=False)
     if not tables:
         console.print(f"{term(suite)}: no cells recorded")
     for line in summary_lines(stored_or_judged(r.get("metrics") or {}) for r in records):  # bench.validity

@@ -143,10 +143,30 @@ def frame_of_rows(rows: Iterable[Mapping[str, Any]]):  # -> pandas.DataFrame
     return df[list(first) + rest]
 
 
-def load_results(paths: str | Path | Iterable[str | Path]):  # -> pandas.DataFrame
-    """Load result files or folders (searched recursively) into a DataFrame, one row per cell.
+def unique_runs(runs: Iterable[tuple[Path, dict[str, Any]]]) -> list[tuple[Path, dict[str, Any]]]:
+    """One file per run id, in the order the run ids first appear.
 
-    Columns: at least ``columns()``, then every stored metric; missing values are NaN/None.
+    A run is found twice under one folder when ``baseline save`` copied its file (``results/`` holds both);
+    the copy with the most records wins (a copy saved mid-run has fewer), then the one whose name the run id
+    starts with (the runner's own file), then the first found.
+    """
+
+    def score(fd: tuple[Path, dict[str, Any]]) -> tuple[int, bool]:
+        return len(fd[1]["records"]), str(fd[1]["run_id"]).startswith(fd[0].stem)
+
+    best: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for f, doc in runs:
+        rid = str(doc["run_id"])
+        if rid not in best or score((f, doc)) > score(best[rid]):
+            best[rid] = (f, doc)
+    return list(best.values())
+
+
+def load_results(paths: str | Path | Iterable[str | Path]):  # -> pandas.DataFrame
+    """Load result files or folders (searched recursively) into a DataFrame, one row per cell of each run.
+
+    Columns: at least ``columns()``, then every stored metric; missing values are NaN/None. A run found
+    twice (a baseline copy beside the run file) counts once (``unique_runs``), as in the reports.
     Any malformed file is a ``StoreError`` (see :func:`load_runs`).
     """
-    return results_frame(load_runs(paths))
+    return results_frame(unique_runs(load_runs(paths)))

@@ -269,4 +269,5 @@ def test_terminal_summary_uses_the_same_pivot() -> None:
     text = console.export_text()
     assert "convnext[dims=88]" in text  # not swallowed as rich markup
     assert "failed[2]" in text and "[2] failed: CUDA out of memory" in text  # [1] is the FLOP flag
-    assert "4.60 (fvcore 4.25)" in text and "tiny · b1" in text
+    # the other counters' count under the table, not in the cell (it wrapped rows at 120-140 columns; issue 20)
+    assert "4.60[1]" in text and "MACs by other counters: vit_small: fvcore 4.25" in text and "tiny · b1" in text
