@@ -1,9 +1,15 @@
-"""``aigc-bench run SUITE``: measure every cell of a suite and store the results.
+"""aigc-bench run SUITE | FILE.py | --model M [--model M ...]: measure every cell and store the results.
 
-Results go to ``--out`` (default ``./results``): ``<out>/<suite>/<UTC time>-<host>.json``. Reports go beside
-them: ``<out>/reports/<suite>/`` when ``--out`` is given, ``./reports/<suite>/`` for the default ``./results``
-(the published layout), or ``<report-dir>/<suite>/``. A cell is killed when it reports no progress for its
-profile's timeout (a training cell reports every second), or after 10 times that in all.
+SUITE is a registered name (aigc-bench list), a suite file outside the package (path/to/my_suite.py; FILE.py:NAME
+picks one of several suites it registers), or a suite an installed package registers (entry-point group
+aigc_bench.suites). With --model instead, the models given make an ad-hoc suite named "adhoc": timm:<name>
+(or a bare timm name) or <module>:<function> from the current folder; --match-params 25M solves each model's
+width knob (inferred for timm ViT/DeiT, Swin, ConvNeXt and ResNet, or named with --knob) onto that size.
+
+Results go to --out (default ./results): <out>/<suite>/<UTC time>-<host>.json. Reports go beside them:
+<out>/reports/<suite>/ when --out is given, ./reports/<suite>/ for the default ./results (the published
+layout), or <report-dir>/<suite>/. A cell is killed when it reports no progress for its profile's timeout
+(a training cell reports every second), or after 10 times that in all.
 """
 
 from __future__ import annotations
@@ -28,8 +34,20 @@ MAX_PEAK_BUDGET_S = 60.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="measure a suite and store the results", description=__doc__)
-    p.add_argument("suite", help="suite name (see `aigc-bench list`)")
+    p = sub.add_parser("run", help="measure a suite (a name, a suite file, or --model ...) and store the results",
+                       description=__doc__)  # fmt: skip
+    p.add_argument("suite", nargs="?", default=None,
+                   help="suite name (see aigc-bench list) or suite file path/to/suite.py[:NAME]")  # fmt: skip
+    p.add_argument("--model", action="append", default=None, metavar="BUILDER",
+                   help="ad-hoc mode, repeatable: timm:<name> (or a bare timm name) or <module>:<function>; "
+                        "the models make the suite 'adhoc' (results/adhoc/)")  # fmt: skip
+    p.add_argument("--input-shape", default=None, metavar="C,H,W",
+                   help="ad-hoc mode: one sample's shape, without the batch (default 3,224,224)")  # fmt: skip
+    p.add_argument("--match-params", default=None, metavar="N",
+                   help="ad-hoc mode: solve each model's width knob onto N parameters (25M, 500k, 25000000)")  # fmt: skip
+    p.add_argument("--knob", default=None, metavar="ARG",
+                   help="with --match-params: the model argument the solver sets (default: inferred, e.g. embed_dim "
+                        "for ViT, a stage width for ResNet/ConvNeXt)")  # fmt: skip
     p.add_argument("--profile", default=None, type=name, help="quick | default | full (default: the suite's default)")
     p.add_argument(
         "--device",
@@ -108,8 +126,8 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from bench import runner
+    from bench.commands._plan import plan_lines
     from bench.env import busy_warning
-    from bench.registry import get_suite
     from bench.report.escape import term
     from bench.report.terminal import ProgressView, print_summary
 
@@ -122,8 +140,9 @@ def _run(args: argparse.Namespace) -> int:
                          "judged INVALID")  # fmt: skip
     out_dir = DEFAULT_OUT if args.out is None else args.out
     report_dir = report_folder(args.out, args.report_dir)
-    suite = get_suite(args.suite)
+    suite = _suite(args)
     extra = _accuracy_extra(args, suite) + _teacher_extra(args, suite)
+    check_accuracy_spec(suite, args.profile, args.data is not None)
     settings = runner.RunSettings(
         profile=args.profile,
         devices=args.device,
@@ -163,6 +182,8 @@ def _run(args: argparse.Namespace) -> int:
                     console.print(f"[yellow]warning:[/yellow] {busy}", highlight=False)
                 if jobs_warning is not None:
                     console.print(f"[yellow]warning:[/yellow] {jobs_warning}", highlight=False)
+                for line in plan_lines(suite, cells, out_dir, None if args.no_report else report_dir):
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)  # paths print literally
                 views.append(stack.enter_context(ProgressView(console, total=len(cells), eta=eta.remaining_s)))
             view = views[0]
             eta.on_event(event, cell, payload)
@@ -184,6 +205,41 @@ def _run(args: argparse.Namespace) -> int:
         out.print(f"[red]{failed} of {len(result.records)} cells failed[/red] (exit {EXIT_CELLS_FAILED})")
         return EXIT_CELLS_FAILED
     return EXIT_OK
+
+
+def _suite(args: argparse.Namespace) -> Suite:
+    """The suite to run: a name or a suite file (``bench.registry.suite_name``), or the ad-hoc suite of --model."""
+    from bench.registry import get_suite, suite_name
+
+    adhoc_only = {"--input-shape": args.input_shape, "--match-params": args.match_params, "--knob": args.knob}
+    if args.model is None:
+        given = [k for k, v in adhoc_only.items() if v is not None]
+        if given:
+            raise UsageError(f"{given[0]} goes with --model (the ad-hoc mode)")
+        if args.suite is None:
+            raise UsageError("give a suite (a name from aigc-bench list, or path/to/suite.py) or --model BUILDER")
+        return get_suite(suite_name(args.suite))
+    if args.suite is not None:
+        raise UsageError(f"give a suite ({args.suite}) or --model, not both")
+    from bench.adhoc import AdhocSpec, build_suite, parse_count, parse_shape
+
+    spec = AdhocSpec(
+        models=tuple(args.model),
+        input_shape=parse_shape(args.input_shape) if args.input_shape is not None else (3, 224, 224),
+        match_params=parse_count(args.match_params) if args.match_params is not None else None,
+        knob=args.knob,
+        accuracy=args.data is not None or args.weights is not None,
+    )
+    return build_suite(spec)
+
+
+def check_accuracy_spec(suite: Suite, profile: str | None, with_data: bool) -> None:
+    """A profile that lists ``accuracy`` with no accuracy spec (and no --data) would fail every cell after
+    measuring it: refused before anything runs (exit 2)."""
+    prof = suite.profile(profile)
+    if "accuracy" in prof.metrics and prof.accuracy is None and not with_data:
+        raise UsageError(f"suite {suite.name!r}, profile {prof.name!r}: lists the accuracy metric but declares no "
+                         "accuracy spec (Profile.accuracy); add one, drop the metric, or give --data/--weights")  # fmt: skip
 
 
 def _peak_budget(text: str) -> float:

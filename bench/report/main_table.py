@@ -177,7 +177,8 @@ def _main_table(sdf: pd.DataFrame, sl: pd.DataFrame, suite: str, dtype: str, mod
         cells: list[list[Cell]] = []
         for (_fr, family, model), ex in labelled:
             mine = [r for r in suite_rows if r["tier"] == tier and r["model"] == model and r["family"] == family]
-            ok = [r for r in mine if r["status"] == Status.OK]
+            # a cell that failed at a later step (accuracy) keeps the params and MACs it measured
+            ok = [r for r in mine if r["status"] == Status.OK or math.isfinite(num(r.get("macs")))]
             rows_of = _ModelRows(mine, ok, [r for r in ok if r["_T"] == T], dtype, mode)
             row = [cell(name, rows_of, scales, notes) for name, cell in static]
             for d in devices:
@@ -193,7 +194,9 @@ def _main_table(sdf: pd.DataFrame, sl: pd.DataFrame, suite: str, dtype: str, mod
                 row.append(_p50_ratio(by_cell.get((tier, T, batch, family, model, "cpu", ex)),
                                       by_cell.get((tier, T, batch, family, model, "cuda", ex))))  # fmt: skip
             cells.append(row)
-        cells = _mark_best(cells, columns)
+        profiles = {r.get("profile") for r in rows if r["tier"] == tier}
+        if len(profiles) <= 1:  # cells of different profiles (budgets, seeds) are never ranked against each other
+            cells = _mark_best(cells, columns)
         labels = [(f, m, _execution_label(e, rows)) if multi else (f, m) for (_fr, f, m), e in labelled]
         out_groups.append(RowGroup(_group_label(tier, T, batch),
                                    tuple(Row(lab, tuple(c)) for lab, c in zip(labels, cells, strict=True))))  # fmt: skip
@@ -327,13 +330,18 @@ def _macs_cell(name: str, m: _ModelRows, scales: _Scales, notes: Notes) -> Cell:
 def _accuracy_cell(name: str, m: _ModelRows, scales: _Scales, notes: Notes) -> Cell:
     v, src = _first([*m.same_len, *m.ok], "accuracy_mean")
     if src is None:
+        failed = [r for r in m.mine if str(r.get("error") or "").startswith("accuracy:")]
+        if failed:  # the costs were measured (the device columns show them); the accuracy step was not
+            err = str(failed[0]["error"]).strip().splitlines()[0]
+            return Cell("failed", notes=(notes.add(f"{failed[0]['status']}: {err}", failed[0]["model"]),),
+                        status="failed")  # fmt: skip
         return Cell()
     text = fmt_sig(v * scales.accuracy)
     std = num(src.get("accuracy_std"))
-    if math.isfinite(std):
-        text += f" ± {fmt_sig(std * scales.accuracy, 2)}"
     seeds = num(src.get("accuracy_seeds"))
-    if math.isfinite(seeds) and len(scales.seed_counts) > 1:  # a count common to all goes in the caption
+    if math.isfinite(std) and not seeds == 1:  # one seed has no spread: "± 0" would claim one
+        text += f" ± {fmt_sig(std * scales.accuracy, 2)}"
+    if math.isfinite(seeds) and (len(scales.seed_counts) > 1 or seeds == 1):  # a count common to all: caption
         text += f" (n={int(seeds)})"
     return Cell(text, v * scales.accuracy)
 
@@ -383,7 +391,8 @@ def _caption(sdf: pd.DataFrame, seq: bool, ref: str | None, speedup: bool, acc: 
     if acc:
         over = f"{next(iter(seeds))} seeds" if len(seeds) == 1 else "seeds (n per cell)" if seeds else "seeds"
         extra = _accuracy_context(sdf)
-        out.append(f"Accuracy: mean ± std over {over}" + (f" ({extra})" if extra else "") + ".")
+        text = "one seed (n=1, no spread)" if seeds == {1} else f"mean ± std over {over}"
+        out.append(f"Accuracy: {text}" + (f" ({extra})" if extra else "") + ".")
     return " ".join(out)
 
 
@@ -394,6 +403,12 @@ def _device_cells(rec: Mapping[str, Any] | None, specs: Sequence[MetricColumn], 
     if rec["status"] != Status.OK:
         err = (str(rec.get("error") or "").strip().splitlines() or ["no error message"])[0]
         n = notes.add(f"{rec['status']}: {err}", where)
+        measured = [num(rec.get(s.name)) for s in specs]
+        if math.isfinite(measured[0]):  # measured before a later step failed (accuracy): shown, with the note
+            out = [Cell(fmt_sig(v), v, status="measured") if math.isfinite(v) else Cell(status="missing")
+                   for v in measured]  # fmt: skip
+            out[0] = Cell(out[0].text, out[0].value, notes=(n,), status="measured")
+            return out
         return [Cell(str(rec["status"]), notes=(n,), status=str(rec["status"]))] + [Cell(status="missing")] * (
             len(specs) - 1
         )
