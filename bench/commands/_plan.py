@@ -28,6 +28,15 @@ def cost_floor_s(profile: Profile) -> float:
     return CELL_OVERHEAD_S + profile.warmup_s + profile.min_run_time_s
 
 
+def duration(seconds: float) -> str:
+    """``12 s``, ``6 min``, ``1.5 h``: an estimate as a person reads it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def plan_lines(suite: Suite, cells: Sequence[CellSpec], results: Path, reports: Path | None) -> list[str]:
     """The plan, a few lines of plain text (no markup): what runs, about how long, and where it is written."""
     from bench.eta import cell_kind
@@ -43,8 +52,8 @@ def plan_lines(suite: Suite, cells: Sequence[CellSpec], results: Path, reports: 
              + ", ".join(parts)]  # fmt: skip
     n_cost = sum(n for k, n in kinds.items() if k.startswith("cost"))
     n_train = len(cells) - n_cost
-    floor_min = n_cost * cost_floor_s(profile) / 60
-    estimate = f"at least {floor_min:.0f} min for the {n_cost} cost cells" if n_cost else "no cost cells"
+    floor = n_cost * cost_floor_s(profile)
+    estimate = f"at least {duration(floor)} for the {n_cost} cost cells" if n_cost else "no cost cells"
     if n_train:
         acc = profile.accuracy
         budget = f"{acc.epochs:g} epochs x {acc.seeds} seeds each" if acc is not None else "checkpoints evaluated"

@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from bench.commands._plan import cost_floor_s
+    from bench.commands._plan import cost_floor_s, duration
     from bench.errors import UsageError
     from bench.eta import cell_kind
     from bench.registry import get_suite, list_suites, suite_name
@@ -51,9 +51,9 @@ def _run(args: argparse.Namespace) -> int:
             cells, count = [], f"cells on CPU: none ({e})"
         if cells:
             n_train = sum(cell_kind(c).startswith("train") for c in cells)
-            floor_min = (len(cells) - n_train) * cost_floor_s(p) / 60
-            count = (f"{len(cells)} cells on CPU ({n_train} of them training), at least {floor_min:.0f} min"
-                     if n_train else f"{len(cells)} cells on CPU, at least {floor_min:.0f} min")  # fmt: skip
+            floor = duration((len(cells) - n_train) * cost_floor_s(p))
+            count = (f"{len(cells)} cells on CPU ({n_train} of them training; the cost cells at least {floor})"
+                     if n_train else f"{len(cells)} cells on CPU, at least {floor}")  # fmt: skip
         text = (f"{count}; tiers {tiers}, batch {list(p.batch_sizes)}, dtypes {list(p.dtypes)}, modes "
                 f"{list(p.modes)}{lens}, metrics {', '.join(p.metrics)}. {_STATED_COUNT.sub('', p.description)}")  # fmt: skip
         console.print(f"  profile [cyan]{escape(p.name)}[/cyan]: {escape(text)}")

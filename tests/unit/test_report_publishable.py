@@ -124,7 +124,7 @@ def test_list_counts_the_cells_a_run_has(capsys) -> None:
     assert len(cells) >= 45 and n_train >= 9  # 2 tiers x 2 batches + the micro tier's training cells
     assert main(["list", "cv-backbones"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"profile default: {len(cells)} cells on CPU ({n_train} of them training), at least" in out
+    assert f"profile default: {len(cells)} cells on CPU ({n_train} of them training; the cost cells at least" in out
     assert "36 cells" not in out
 
 
