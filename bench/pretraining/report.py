@@ -73,7 +73,7 @@ def markdown(run: Mapping[str, Any], stem: str) -> str:
     if not groups:
         raise UsageError("the run holds no finished pretraining cells (suite 'pretraining', metric 'pretrain')")
     out = [f"# Pretraining objectives at equal compute: {stem}", "",
-           f"Profile `{run.get('settings', {}).get('profile', '?')}`. Each objective of a group pretrains the same "
+           f"Profile `{run.get('profile') or '?'}`. Each objective of a group pretrains the same "
            "backbone size to the same FLOP budget (forward + backward of its real step, counted), then is "
            "evaluated on the group's held-out task: a linear probe on frozen features and a short fine-tune "
            "(mean ± 95% t interval over seeds), zero-shot from caption prompts (joint), perplexity and the "

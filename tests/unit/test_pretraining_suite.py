@@ -63,6 +63,7 @@ def measured() -> dict[str, dict]:
     return {c.key.family: measure_cell(c) for c in cells}
 
 
+@pytest.mark.slow  # three cells pretrained and evaluated (~25 s on 2 cores)
 def test_the_pretrain_metric_records_budget_and_downstream(measured: dict[str, dict]) -> None:
     clm, floor, clip = measured["clm"], measured["random-init"], measured["clip"]
     for r in (clm, floor, clip):
@@ -82,6 +83,7 @@ def test_the_pretrain_metric_records_budget_and_downstream(measured: dict[str, d
     assert c["downstream"] == "shape" and 0 <= c["zeroshot_acc_mean"] <= 1 and c["pretrain_steps"] > 0
 
 
+@pytest.mark.slow  # shares the measured cells
 def test_report_tables_and_curve(measured: dict[str, dict]) -> None:
     from bench.pretraining import report
 
