@@ -79,6 +79,7 @@ def test_a_suite_file_registers_its_suite_and_workers_find_it(tmp_path: Path, cl
     assert registry.load_suite_file(path) == ["file-suite"]  # twice: a no-op
 
 
+@pytest.mark.slow
 def test_run_a_suite_file_end_to_end(tmp_path: Path, clean_registry, monkeypatch, capsys) -> None:
     """``aigc-bench run path/to/suite.py``: a spawned worker rebuilds the model from the file's module."""
     path = _write_suite(tmp_path / "mine")
