@@ -54,7 +54,7 @@ _PLAN = {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "warmup": 0.05, "ch
          "data_seed": 0}  # fmt: skip
 DEFAULT = AccuracySpec(
     task="pretraining",
-    task_args=freeze({**_PLAN, "budgets": {"language": 3e11, "vision": 5e11, "joint": 4e11}, "labelled_train": 500,
+    task_args=freeze({**_PLAN, "budgets": {"language": 3e11, "vision": 4e11, "joint": 4e11}, "labelled_train": 500,
                       "labelled_test": 500, "pool_factor": 10.0, "samples": 200, "heldout_docs": 500}),
     tiers=tuple(GROUPS), epochs=3.0, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=0.1, seeds=3,
 )  # fmt: skip
