@@ -70,7 +70,7 @@ PROFILES = (
     Profile("quick", metrics=_METRICS, timeout_s=300.0, accuracy=QUICK,
             description="CI-sized: every objective, ~5-10 pretraining steps per group, 1 seed, 150 + 150 labelled"),
     Profile("default", metrics=_METRICS, timeout_s=900.0, accuracy=DEFAULT,
-            description="every objective, budgets of ~100 steps of a one-view step, 3 seeds, 500 + 500 labelled "
+            description="every objective, budgets of ~60-90 one-view steps, 3 seeds, 500 + 500 labelled "
                         "(< 30 min on 2 cores)"),
 )  # fmt: skip
 
