@@ -4,7 +4,6 @@ MFU, bandwidth use, roofline bound) and the energy metric's bookkeeping."""
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from pathlib import Path
 from types import MappingProxyType
@@ -95,38 +94,50 @@ def test_derive_skips_cells_without_what_the_metric_needs() -> None:
     assert catalogue.timed("mfu") and catalogue.column("mfu").header == "MFU"
 
 
-def _median_s(fn, n: int = 15) -> float:
+def _best_s(fn, n: int = 15) -> float:
+    """The fastest of ``n`` calls: the peak is the best timed block too, so both see the machine at its least
+    loaded (a median here against a best-of peak made MFU fall with other work on the machine: 0.89 quiet,
+    0.46-0.49 beside a test run)."""
     fn()
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def test_one_big_matmul_runs_near_the_measured_gemm_peak() -> None:
-    """MFU of a model that is one 64 x 2048 x 2048 matmul at batch 64, on 1 CPU thread, against the GEMM peak
-    measured the same way: above 0.5. Load on a shared machine only lowers it: the best of three tries counts."""
-    model, x = nn.Linear(2048, 2048, bias=False).eval(), torch.randn(64, 2048)
-    count = count_flops(model, x)
+    """MFU of a model that is one 64 x 2048 x 2048 GEMM at batch 64, on 1 CPU thread, against the GEMM peak
+    measured the same way (the faster of torch.mm and oneDNN, bench.peak): above 0.5. The GEMM runs as
+    ``nn.Linear`` (the BLAS behind torch.mm) and as a 1x1 convolution over a 1x1 image (oneDNN); both MFUs are
+    printed, the better one is asserted. Latencies are best-of-15, as the peak is a best block; load only
+    lowers MFU: the best of three tries counts."""
+    linear = nn.Linear(2048, 2048, bias=False).eval()
+    conv = nn.Conv2d(2048, 2048, 1, bias=False).eval()
+    x = torch.randn(64, 2048)
+    models = {"Linear": (linear, x), "1x1 conv": (conv, x[:, :, None, None])}
+    counts = {name: count_flops(m, inp) for name, (m, inp) in models.items()}
+    assert counts["Linear"].flops == counts["1x1 conv"].flops == 2 * 64 * 2048 * 2048
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        mfus = []
+        mfus: dict[str, list[float]] = {name: [] for name in models}
         for _ in range(3):
             p = peak.measure_peak("cpu", ("fp32",), threads=1, budget_s=1.0)
-            with torch.inference_mode():
-                seconds = _median_s(lambda: model(x))
-            values = {"flops": count.flops, "bytes_moved": count.bytes_moved, "latency_p50_ms": seconds * 1e3,
-                      "device": "cpu", "dtype": "fp32"}  # fmt: skip
-            mfus.append(efficiency(values, {"env": {"peak": {"cpu": p}}})["mfu"])
-            if mfus[-1] > 0.5:
+            for name, (model, inp) in models.items():
+                with torch.inference_mode():
+                    seconds = _best_s(lambda model=model, inp=inp: model(inp))
+                values = {"flops": counts[name].flops, "bytes_moved": counts[name].bytes_moved,
+                          "latency_p50_ms": seconds * 1e3, "device": "cpu", "dtype": "fp32"}  # fmt: skip
+                mfus[name].append(efficiency(values, {"env": {"peak": {"cpu": p}}})["mfu"])
+            if max(max(v) for v in mfus.values()) > 0.5:
                 break
     finally:
         torch.set_num_threads(threads)
-    print(f"one-matmul MFU at batch 64, 1 thread: {', '.join(f'{m:.2f}' for m in mfus)}")
-    assert max(mfus) > 0.5
+    shown = "; ".join(f"{name} {', '.join(f'{m:.2f}' for m in v)}" for name, v in mfus.items())
+    print(f"one-matmul MFU at batch 64, 1 thread: {shown} (peak kernel {p['gemm']['fp32']['kernel']})")
+    assert max(max(v) for v in mfus.values()) > 0.5
 
 
 # --------------------------------------------------------------------------------------------- energy
