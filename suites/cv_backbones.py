@@ -274,7 +274,7 @@ PROFILES = (
         metrics=_ACCURACY_ONLY,
         timeout_s=300.0,
         description="the micro tier's digits accuracy at 20x the budget: 100 epochs x 3 seeds (about 3 hours on "
-        "2 CPU cores; --family vit,deit,vgg about 50 minutes)",
+        "2 CPU cores; --family vit,deit,vgg about 70 minutes)",
         accuracy=DIGITS_LONG,
     ),
     # Executions (docs/executions.md): the tiny tier eager, compiled, in channels_last and under bf16 autocast
