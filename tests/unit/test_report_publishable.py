@@ -250,4 +250,4 @@ def test_encode_rounds_the_solved_layout_before_the_svg() -> None:
     for ax in axes:
         ax.plot([1, 2], [3, 4])
     encode(fig)
-    assert all(round(v, 6) == v for ax in axes for v in ax.get_position().bounds)
+    assert all(abs(round(v, 6) - v) < 1e-12 for ax in axes for v in ax.get_position().bounds)
