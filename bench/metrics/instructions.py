@@ -33,7 +33,7 @@ from bench.registry import register_metric
 from bench.spec import CellSpec
 
 #: calls counted (after torch's warm-up of as many): the count is per call, so this only averages
-CALLS = 5
+CALLS = 2
 #: seconds between progress beats while valgrind runs (the cell's stall timeout must not fire)
 HEARTBEAT_S = 5.0
 #: what the count was taken with, stored beside it (``instructions_method``); compare reads counts of one method
