@@ -34,8 +34,12 @@ def test_the_built_in_metrics_declare_what_readers_used_to_list() -> None:
                                          "latency_p50_ms", "accuracy_mean", "compile_s", "first_call_ms"}  # fmt: skip
     assert catalogue.frame_columns() == ("params", "macs", "flops", "latency_p50_ms", "latency_p90_ms",
                                          "latency_p99_ms", "throughput", "peak_memory_mb")  # fmt: skip
-    assert [c.name for c in catalogue.table_columns("variant")] == ["params", "macs", "accuracy_mean",
-                                                                  "distill_accuracy_mean"]
+    assert [c.name for c in catalogue.table_columns("variant")] == [
+        "params",
+        "macs",
+        "accuracy_mean",
+        "distill_accuracy_mean",
+    ]
     assert [c.header for c in catalogue.table_columns("cell")] == ["p50 (ms)", "p90 (ms)", "samples/s", "tokens/s",
                                                                    "MFU", "compile (s)", "first call (ms)",
                                                                    "peak mem (MB)"]  # fmt: skip

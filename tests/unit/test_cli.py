@@ -28,7 +28,10 @@ ONE_CELL = ["run", "cv-backbones", "--profile", "quick", "--family", "resnet", "
     ("argv", "expected"),
     [
         (["run", "cv-backbone"], "unknown suite 'cv-backbone' (did you mean cv-backbones"),
-        (["run", "cv-backbones", "--profile", "fastest"], "valid choices: accuracy, accuracy-long, default, executions"),
+        (
+            ["run", "cv-backbones", "--profile", "fastest"],
+            "valid choices: accuracy, accuracy-long, default, executions",
+        ),
         (["run", "cv-backbones", "--dtype", "fp8"], "unknown dtype 'fp8'"),
         (["run", "cv-backbones", "--device", "tpu"], "unknown device 'tpu'"),
         (["run", "cv-backbones", "--family", "resnett"], "did you mean resnet"),

@@ -306,9 +306,18 @@ def test_cv_suite_models_agree_with_flop_counter_mode_in_every_mode(variant) -> 
 
     model, x = build_model(variant, device="meta"), torch.empty(1, 3, 224, 224, device="meta")
     with torch.no_grad():
-        ours, theirs = counted(model, x).macs, fcm_macs(model, x)
+        ours = counted(model, x).macs
     with torch.inference_mode():
-        assert counted(model, x).macs == fcm_macs(model, x) == ours == theirs > 0
+        assert counted(model, x).macs == ours > 0
+    try:
+        with torch.no_grad():
+            theirs = fcm_macs(model, x)
+    except AssertionError as e:  # torch's own ModuleTracker, not our counter (CaiT's class-attention blocks)
+        assert variant.family == "cait" and "gradient function" in str(e), e
+        pytest.xfail("FlopCounterMode's ModuleTracker crashes on CaiT (torch 2.14: 'Expected gradient function to "
+                     "be set'); ours is pinned to the published figures in test_cait_t2t.py")  # fmt: skip
+    with torch.inference_mode():
+        assert fcm_macs(model, x) == ours == theirs
 
 
 def test_resnet18_agrees_with_flop_counter_mode() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _published import V1_RUNS
 
 from bench import peak, runner
 from bench.errors import StoreError
@@ -64,7 +65,7 @@ def test_a_stored_peak_is_read_back_and_anything_else_reads_as_not_measured() ->
     assert summary({"peak": {"cuda": {"error": "timed out"}}}) == "peak cuda not measured (timed out)"
 
 
-@pytest.mark.parametrize("path", PUBLISHED, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", V1_RUNS, ids=lambda p: p.stem)
 def test_runs_stored_before_the_peak_still_load(path: Path) -> None:
     assert "peak" not in load_run(path)["env"] and measured(load_run(path)["env"]) == []
 
