@@ -76,6 +76,10 @@ def encode(fig: Figure) -> tuple[bytes, bytes]:
     return png.getvalue(), svg.getvalue()
 
 
+#: family colours after tab10's ten: black, gold, navy, lime, magenta, teal-grey (none close to a tab10 colour)
+_EXTRA_COLORS = ("#000000", "#e6c300", "#000080", "#32cd32", "#ff00ff", "#5f9ea0")
+
+
 class Style:
     """Colour per family and marker/line style per tier, fixed by the suite's order."""
 
@@ -86,7 +90,10 @@ class Style:
         fams = list(dict.fromkeys(frame.sort_values("_family_rank", kind="stable")["family"]))
         tiers = list(dict.fromkeys(frame.sort_values("_tier_rank", kind="stable")["tier"]))
         self.families, self.tiers = fams, tiers
-        self.color = {f: cmap(i % 10) for i, f in enumerate(fams)}
+        # tab10 for the first ten (the figures of ten-family suites keep their colours), then colours tab10 lacks:
+        # with 11 families the 11th (t2t) came round to tab10's first blue, vgg's
+        extra = _EXTRA_COLORS
+        self.color = {f: cmap(i) if i < 10 else extra[(i - 10) % len(extra)] for i, f in enumerate(fams)}
         self.marker = {t: _MARKERS[i % len(_MARKERS)] for i, t in enumerate(tiers)}
         self.line = {t: _LINESTYLES[i % len(_LINESTYLES)] for i, t in enumerate(tiers)}
 
