@@ -175,21 +175,10 @@ def _write_set(
 
 
 def _unique_runs(runs: Sequence[tuple[Path, dict[str, Any]]]) -> list[tuple[Path, dict[str, Any]]]:
-    """One file per run id, sorted by run id.
+    """One file per run id (``bench.store.unique_runs``: a baseline copy counts once), sorted by run id."""
+    from bench.store.load import unique_runs
 
-    A run can be found twice under one folder (``baseline save`` copies a run file); the copy with the
-    most records wins, then the one whose name the run id starts with (the runner's own file).
-    """
-
-    def score(fd: tuple[Path, dict[str, Any]]) -> tuple[int, bool]:
-        return len(fd[1]["records"]), str(fd[1]["run_id"]).startswith(fd[0].stem)
-
-    best: dict[str, tuple[Path, dict[str, Any]]] = {}
-    for f, doc in runs:
-        rid = str(doc["run_id"])
-        if rid not in best or score((f, doc)) > score(best[rid]):
-            best[rid] = (f, doc)
-    return [best[rid] for rid in sorted(best)]
+    return sorted(unique_runs(runs), key=lambda fd: str(fd[1]["run_id"]))
 
 
 def write_reports(
