@@ -89,13 +89,13 @@ def seq_records() -> list[dict[str, Any]]:
 
 def write_run(folder: Path, suite: str, records: list[dict[str, Any]], *, host: str = "synth-host",
               started: str = "2026-01-02T03:04:05Z", analysis: dict[str, Any] | None = None,
-              env: dict[str, Any] | None = None) -> Path:  # fmt: skip
+              env: dict[str, Any] | None = None, profile: str = "quick") -> Path:  # fmt: skip
     """A finished run file ``folder/<suite>/<started>-<host>.json`` as the runner writes it."""
     t = datetime.strptime(started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     path = reserve_path(folder, suite, t, host)
     header = {
         "run_id": f"{path.stem}-abc123", "suite": suite, "suite_hash": "abc123abc123abcd", "suite_definition": {},
-        "profile": "quick", "settings": {"devices": ["cpu", "cuda"], "threads": 2},
+        "profile": profile, "settings": {"devices": ["cpu", "cuda"], "threads": 2},
         "env": env or {"host": host, "cpu_model": "Synthetic CPU @ 3.0GHz", "threads": 2, "torch": "2.14.1",
                        "timm": "1.0.31", "gpu_name": "Synthetic GPU", "cuda": "12.8", "git_commit": "0123456789abcdef"},
         "started_at": started,
