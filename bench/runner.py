@@ -271,7 +271,7 @@ def run(
         retried = {
             CellKey.from_dict(r["key"]).id
             for r in writer.records
-            if (retry_failed and r["status"] in RETRIED) or (retry_invalid and _invalid_latency(r))
+            if (retry_failed and r["status"] in RETRIED) or (retry_invalid and _invalid_latency(r, writer.doc))
         }
         todo = [c for c in cells if c.key.id not in done or c.key.id in retried]
         todo_ids = {c.key.id for c in todo}
@@ -380,10 +380,15 @@ def open_run(suite: Suite, settings: RunSettings, cells: Sequence[CellSpec], out
     return RunWriter(path, header)
 
 
-def _invalid_latency(record: dict[str, Any]) -> bool:
-    """Whether a stored record's latency was judged INVALID when it was measured (``bench.validity``)."""
+def _invalid_latency(record: dict[str, Any], doc: dict[str, Any]) -> bool:
+    """Whether a stored record's latency is INVALID as the reports judge it (``bench.validity.stored_or_judged``:
+    the verdict stored with the record, else judged now for files written before verdicts were stored)."""
+    from bench.validity import INVALID, stored_or_judged
+
     metrics = record.get("metrics")
-    return isinstance(metrics, dict) and metrics.get("latency_validity") == "invalid"
+    if not isinstance(metrics, dict):
+        return False
+    return stored_or_judged(metrics, doc.get("env")).get("latency_validity") == INVALID
 
 
 #: the machine peak's budget per device, as a multiple of the profile's minimum run time per cell, and its bounds:

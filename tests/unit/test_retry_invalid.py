@@ -43,6 +43,23 @@ def test_retry_invalid_measures_again_only_the_invalid_latencies(tmp_path: Path)
         runner.run(_suite(), settings, tmp_path, retry_invalid=True, measure=measure)
 
 
+def test_a_record_stored_before_verdicts_is_judged_as_the_report_judges_it(tmp_path: Path) -> None:
+    """No stored ``latency_validity`` (files older than the verdicts): judged now (``stored_or_judged``); a machine
+    speed reference that moved 30% makes it INVALID, so it is measured again; a steady one does not."""
+    calls: list[str] = []
+
+    def measure(cell, on_event):
+        calls.append(cell.key.family)
+        drift = 0.3 if cell.key.family == "b" and calls.count("b") == 1 else 0.0
+        return {"key": cell.key.to_dict(), "status": "ok",
+                "metrics": {"params": 36, "latency_p50_ms": 1.0, "speed_ref_drift": drift}}  # fmt: skip
+
+    settings = runner.RunSettings(devices=("cpu",))
+    first = runner.run(_suite(), settings, tmp_path, measure=measure)
+    runner.run(_suite(), settings, tmp_path, resume=first.path, retry_invalid=True, measure=measure)
+    assert calls == ["a", "b", "c", "b"]
+
+
 def test_the_cli_refuses_retry_invalid_without_resume(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "cv-backbones", "--retry-invalid"]) == 2
     assert "--retry-invalid goes with --resume" in capsys.readouterr().err
