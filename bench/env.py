@@ -13,6 +13,7 @@ import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,15 @@ def gpu_ids() -> list[str]:
     if shown is not None:
         return [x.strip() for x in shown.split(",") if x.strip()]
     return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def measured_on(record: Mapping[str, Any], doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The fingerprint of the host that measured ``record`` of run ``doc``: its own ``host_env`` (a Ray run),
+    else the run's ``env``; an empty mapping where the (untrusted) file has neither as an object."""
+    for src in (record.get("host_env"), doc.get("env")):
+        if isinstance(src, Mapping):
+            return src
+    return {}
 
 
 def host_fingerprint() -> dict[str, Any]:

@@ -24,14 +24,13 @@ HOST_FREE_KINDS = ("exact", "points")
 
 
 def rows_with_hosts(doc: Mapping[str, Any], rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """``iter_rows``' rows of ``doc`` (in record order) with the record's ``host_env`` and the run's own host
-    fields (``run_host``), read defensively: the file is untrusted."""
-    env = doc.get("env") if isinstance(doc.get("env"), Mapping) else {}
-    run_host = _fields(env)
+    """``iter_rows``' rows of ``doc`` (in record order) with the host that measured each (``bench.env.measured_on``,
+    read defensively: the file is untrusted) and whether the record named it itself (``ray``: a Ray run)."""
+    from bench.env import measured_on
+
     for rec, row in zip(doc["records"], rows, strict=True):
-        he = rec.get("host_env") if isinstance(rec, Mapping) else None
-        row["host_env"] = _fields(he) if isinstance(he, Mapping) else None
-        row["run_host"] = run_host
+        row["measured_on"] = _fields(measured_on(rec, doc))
+        row["ray"] = isinstance(rec.get("host_env"), Mapping)
         yield row
 
 
@@ -40,8 +39,8 @@ def _fields(m: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def host_of(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The host that measured a row: its record's ``host_env``, else its run's."""
-    src = row.get("host_env") or row.get("run_host") or {}
+    """The host that measured a row (``rows_with_hosts``): its name and hardware."""
+    src = row.get("measured_on") or {}
     return tuple(src.get(f) for f in HOST_FIELDS)
 
 
@@ -63,7 +62,7 @@ def mark_host_changes(
     out, moved = [], 0
     for cell in cells:
         b, c = brows.get(cell.key), crows.get(cell.key)
-        if cell.status != COMPARED or b is None or c is None or not (b.get("host_env") or c.get("host_env")):
+        if cell.status != COMPARED or b is None or c is None or not (b.get("ray") or c.get("ray")):
             out.append(cell)
             continue
         hb, hc = host_of(b), host_of(c)

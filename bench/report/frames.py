@@ -43,12 +43,10 @@ def frame_from_runs(runs: Iterable[tuple[Path | str | None, Mapping[str, Any]]])
 
 
 def _record_host(rec: Mapping[str, Any], doc: Mapping[str, Any]) -> str | None:
-    he, env = rec.get("host_env"), doc.get("env")
-    for src in (he, env):
-        host = src.get("host") if isinstance(src, Mapping) else None
-        if isinstance(host, str) and host:
-            return host
-    return None
+    from bench.env import measured_on
+
+    host = measured_on(rec, doc).get("host")
+    return host if isinstance(host, str) and host else None
 
 
 def hosts_of(frame: pd.DataFrame) -> list[str]:
