@@ -19,7 +19,7 @@ def test_quick_run_three_families_with_scaling_analysis(tmp_path: Path) -> None:
     out = tmp_path / "res"
     env = {**os.environ, "PYTHONPATH": str(Path(bench.__file__).resolve().parent.parent), "COLUMNS": "200"}
     args = ["run", "seq-backbones", "--profile", "quick", "--device", "cpu", "--family", "lstm,transformer,gru_seq2seq",
-            "--out", str(out), "--no-report"]  # fmt: skip
+            "--tier", "100k", "--out", str(out), "--no-report"]  # fmt: skip
     r = subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr

@@ -148,14 +148,14 @@ def test_good_and_bad_alike_is_refused() -> None:
 
 @pytest.mark.slow
 def test_bisect_runs_the_cell_at_each_commit_and_names_the_3x_slower_one(tmp_path: Path, capsys) -> None:
-    """End to end: a suite file in the repository, ``aigc-bench run`` in each worktree, 3x slower from commit 5."""
+    """End to end: a suite file in the repository, ``aigc-bench run`` in each worktree, 3x slower from commit 3."""
     from bench import registry
 
     if not hasattr(registry, "load_suite_file"):
         pytest.skip("this aigc-bench cannot run a suite file (aigc-bench run path/to/suite.py)")
-    shas = make_repo(tmp_path / "repo", [1] * 5 + [3] * 3)
+    shas = make_repo(tmp_path / "repo", [1] * 3 + [3] * 2)
     code = main(["bisect", shas[0], shas[-1], "--cell", CELL, "--repo", str(tmp_path / "repo"),
                  "--suite", "bench_suite.py"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
-    assert f"full id: {shas[5]}" in out and "commit 5" in out
+    assert f"full id: {shas[3]}" in out and "commit 3" in out
