@@ -36,6 +36,7 @@ class Report:
     validity: tuple[str, ...] = ()  # footer: invalid latency cells and why, runs started busy (bench.validity)
     figure_failures: tuple[str, ...] = ()  # one line per figure that could not be drawn (the tables still stand)
     efficiency: tuple[Table, ...] = ()  # achieved GFLOP/s, MFU, intensity, bound (bench.report.efficiency)
+    objectives: tuple[Table, ...] = ()  # the pretraining suite: objective x metric per group (bench.pretraining.report)
     history: str | None = None  # relative link to `aigc-bench history` output beside the reports, when there is one
 
     @property
@@ -94,6 +95,14 @@ def build_report(
             figs = [*figs, *roofline_figures(frame, docs)]
         except Exception as e:  # noqa: BLE001 -- a figure never costs the report its tables (as in build_figures)
             failures.append(f"roofline: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"[:300])
+    from bench.pretraining import report as pretraining_report
+
+    objectives = pretraining_report.tables(*docs)  # none unless the runs hold pretraining cells
+    if figures and objectives:
+        try:
+            figs = [*figs, pretraining_report.figure(*docs)]
+        except Exception as e:  # noqa: BLE001 -- as above: the tables stand
+            failures.append(f"probe-vs-flops: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"[:300])
     hosts = hosts_of(frame)
     return Report(
         suite=str(suites[0]) if suites else "?",
@@ -106,6 +115,7 @@ def build_report(
         validity=tuple(summary_lines(frame.to_dict("records"), docs)),
         figure_failures=tuple(failures),
         efficiency=tuple(per_host(frame, hosts, lambda f: efficiency_tables(f, docs))),
+        objectives=tuple(objectives),
     )
 
 

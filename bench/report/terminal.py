@@ -174,10 +174,13 @@ def rich_table(t: ReportTable) -> Table:
 
 
 def _report_tables(records: Iterable[Mapping[str, Any]]) -> list[ReportTable]:
+    from bench.pretraining.report import tables as objective_tables
+
     records = list(records)
     if not records:
         return []
-    return build_tables(annotate_frame(frame_from_records(records)))  # latency verdicts (bench.validity)
+    # latency verdicts (bench.validity); a pretraining run's objective tables after the main one
+    return [*build_tables(annotate_frame(frame_from_records(records))), *objective_tables({"records": records})]
 
 
 def print_summary(console: Console, records: Iterable[Mapping[str, Any]], suite: str) -> None:

@@ -89,7 +89,7 @@ def test_report_tables_and_curve(measured: dict[str, dict]) -> None:
 
     run = {"records": list(measured.values()), "settings": {"profile": "tiny"}}
     text = report.markdown(run, "run")
-    assert "## language" in text and "## joint" in text and "| clm |" in text and "| random-init |" in text
+    assert "· language" in text and "· joint" in text and "| clm |" in text and "| random-init |" in text
     xs, ys = report.curve({**measured["clm"]["metrics"], "samples": measured["clm"]["samples"]})
     assert len(xs) == len(ys) == 2 and xs[-1] == measured["clm"]["metrics"]["pretrain_flops"]
     assert report.figure(run).png.startswith(b"\x89PNG")
