@@ -180,7 +180,8 @@ class PointsCheck(Check):
         scale = percent_scale((b_raw, c_raw))
         b, c = b_raw * scale, c_raw * scale
         diff = c - b
-        hb, hc = _accuracy_halfwidth(pair.baseline, scale), _accuracy_halfwidth(pair.current, scale)
+        col = self.spec.column
+        hb, hc = _halfwidth(pair.baseline, scale, col), _halfwidth(pair.current, scale, col)
         ci = None
         if hb is not None and hc is not None:
             half = math.hypot(hb, hc)  # CI of a difference of two independent estimates
@@ -197,11 +198,13 @@ class PointsCheck(Check):
         return self._result(b, c, diff, verdict, method, ci=ci)
 
 
-def _accuracy_halfwidth(row: Mapping[str, Any], scale: float) -> float | None:
-    lo, hi = _value(row, "accuracy_ci_low"), _value(row, "accuracy_ci_high")
+def _halfwidth(row: Mapping[str, Any], scale: float, column: str) -> float | None:
+    """Half-width of the 95% interval of ``column`` (``<base>_mean``): ``<base>_ci_low``/``_ci_high`` or ``<base>_ci95``."""
+    base = column.removesuffix("_mean")
+    lo, hi = _value(row, f"{base}_ci_low"), _value(row, f"{base}_ci_high")
     if lo is not None and hi is not None:
         return (hi - lo) / 2 * scale
-    half = _value(row, "accuracy_ci95")
+    half = _value(row, f"{base}_ci95")
     return half * scale if half is not None else None
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.catalogue import Column
+from bench.catalogue import Column, Judge
 from bench.errors import UsageError
 from bench.metrics import MetricContext
 from bench.registry import register_inputs, register_metric
@@ -26,12 +26,23 @@ TASK = "pretraining"
 #: columns (it lists them after those, by name), so the other suites' reports and CSVs are unchanged
 _V = {"scope": "variant", "csv": False}
 _HIGHER = {"unit": "fraction", "better": "higher"}
+
+
+def _points(name: str, order: float) -> Judge:
+    """Judged like accuracy (percentage points; a drop must also exceed the CI of the difference), but opt-in:
+    listed when a side measured it, failing the build only when ``--fail-on`` names it."""
+    return Judge("points", 1.0, name=name, unit="pt", order=order, optional=True)
+
+
 COLUMNS = (
-    Column("probe_acc_mean", description="linear-probe test accuracy, mean over seeds", **_HIGHER, **_V),
+    Column("probe_acc_mean", description="linear-probe test accuracy, mean over seeds", **_HIGHER, **_V,
+           judge=_points("probe_acc", 6)),
     Column("probe_acc_ci95", description="half-width of the probe accuracy's 95% t interval; null for one seed", **_V),
-    Column("finetune_acc_mean", description="fine-tuned test accuracy, mean over seeds", **_HIGHER, **_V),
+    Column("finetune_acc_mean", description="fine-tuned test accuracy, mean over seeds", **_HIGHER, **_V,
+           judge=_points("finetune_acc", 7)),
     Column("finetune_acc_ci95", **_V),
-    Column("zeroshot_acc_mean", description="joint: zero-shot shape accuracy, mean over seeds", **_HIGHER, **_V),
+    Column("zeroshot_acc_mean", description="joint: zero-shot shape accuracy, mean over seeds", **_HIGHER, **_V,
+           judge=_points("zeroshot_acc", 8)),
     Column("zeroshot_acc_ci95", **_V),
     Column("clm_perplexity", better="lower", description="clm: held-out perplexity, mean over seeds", **_V),
     Column("grammar_accept", description="clm: fraction of sampled documents the grammar accepts", **_HIGHER, **_V),

@@ -28,7 +28,8 @@ def test_the_built_in_metrics_declare_what_readers_used_to_list() -> None:
         "train_budget",
     )  # fmt: skip
     assert [c.compare_name for c in catalogue.judged()] == ["latency", "memory", "macs", "params", "accuracy",
-                                                             "instructions"]  # fmt: skip
+                                                             "instructions", "probe_acc", "finetune_acc",
+                                                             "zeroshot_acc"]  # fmt: skip
     assert catalogue.default_fail_on() == "latency:5%,memory:5%,macs:0%,accuracy:1pt"
     assert set(catalogue.exported()) == {"params", "macs", "flops", "throughput", "peak_memory_mb",
                                          "latency_p50_ms", "accuracy_mean", "compile_s", "first_call_ms"}  # fmt: skip

@@ -34,7 +34,8 @@ def test_every_metric_has_the_check_of_its_kind() -> None:
     assert set(CHECKS) == {s.kind for s in METRICS.values()}
     kinds = {n: type(_check(n, 1.0)) for n in METRICS}
     assert kinds == {"latency": SampledCheck, "memory": ThresholdCheck, "macs": ExactCheck, "params": ExactCheck,
-                     "accuracy": PointsCheck, "instructions": ThresholdCheck}  # fmt: skip
+                     "accuracy": PointsCheck, "instructions": ThresholdCheck, "probe_acc": PointsCheck,
+                     "finetune_acc": PointsCheck, "zeroshot_acc": PointsCheck}  # fmt: skip
 
 
 def test_a_new_exact_metric_is_judged_without_touching_compare() -> None:
