@@ -13,11 +13,15 @@ from typing import Any
 from bench.spec import CellSpec
 
 
+#: metrics that train models (for accuracy, or pretraining objectives): their cells take minutes, not seconds
+TRAINING_METRICS = frozenset({"accuracy", "pretrain"})
+
+
 def cell_kind(cell: CellSpec) -> str:
     """What a cell's duration is like, for the ETA: ``train:<tier>`` when it trains models for accuracy,
     ``cost:<tier>`` when it measures costs only (params, MACs, latency, memory)."""
     acc = cell.profile.accuracy
-    trains = acc is not None and "accuracy" in cell.profile.metrics and cell.key.tier in acc.tiers
+    trains = acc is not None and bool(TRAINING_METRICS & set(cell.profile.metrics)) and cell.key.tier in acc.tiers
     return f"{'train' if trains else 'cost'}:{cell.key.tier}"
 
 

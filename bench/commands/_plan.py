@@ -46,7 +46,7 @@ def plan_lines(suite: Suite, cells: Sequence[CellSpec], results: Path, reports: 
     parts = []
     for kind, n in sorted(kinds.items(), key=lambda kv: (kv[0].startswith("train"), kv[0])):
         what, tier = kind.split(":", 1)
-        parts.append(f"{n} {'training (accuracy)' if what == 'train' else 'cost'} cells in tier {tier}")
+        parts.append(f"{n} {'training' if what == 'train' else 'cost'} cells in tier {tier}")
     devices = sorted({c.key.device for c in cells})
     lines = [f"plan: {len(cells)} cells of {suite.name} (profile {profile.name}, {', '.join(devices)}): "
              + ", ".join(parts)]  # fmt: skip
@@ -56,7 +56,12 @@ def plan_lines(suite: Suite, cells: Sequence[CellSpec], results: Path, reports: 
     estimate = f"at least {duration(floor)} for the {n_cost} cost cells" if n_cost else "no cost cells"
     if n_train:
         acc = profile.accuracy
-        budget = f"{acc.epochs:g} epochs x {acc.seeds} seeds each" if acc is not None else "checkpoints evaluated"
+        if acc is None:
+            budget = "checkpoints evaluated"
+        elif acc.task == "pretraining":
+            budget = f"pretrained to the group's FLOP budget and evaluated, x {acc.seeds} seeds each"
+        else:
+            budget = f"{acc.epochs:g} epochs x {acc.seeds} seeds each"
         estimate += f", plus {n_train} training cells ({budget}; minutes each on a CPU)"
     lines.append(f"estimate: {estimate}; the progress bar refines it as cells finish")
     where = f"results: {results / suite.name}/"

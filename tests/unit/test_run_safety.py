@@ -361,6 +361,8 @@ def test_eta_estimator_follows_the_run_events_on_a_clock() -> None:
     assert {runner.cell_kind(c) for c in cells} == {"cost:t"}
     train = replace(cells[0], profile=replace(cells[0].profile, metrics=("accuracy",), accuracy=acc))
     assert runner.cell_kind(train) == "train:t"
+    pretrain = replace(cells[0], profile=replace(cells[0].profile, metrics=("params", "pretrain"), accuracy=acc))
+    assert runner.cell_kind(pretrain) == "train:t"  # a pretraining objective's cell takes minutes, not seconds
     now = [0.0]
     eta = runner.EtaEstimator(cells, clock=lambda: now[0])
     assert eta.remaining_s() is None
