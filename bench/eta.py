@@ -12,7 +12,6 @@ from typing import Any
 
 from bench.spec import CellSpec
 
-
 #: metrics that train models (for accuracy, or pretraining objectives): their cells take minutes, not seconds
 TRAINING_METRICS = frozenset({"accuracy", "pretrain"})
 
