@@ -105,6 +105,19 @@ def _failing_figure(name: str, failures: list[str] | None) -> Iterator[None]:
             failures.append(line)
 
 
+def _invalid(row: Any) -> bool:
+    """Whether the row's latency is one ``bench.validity`` rejects (drawn hollow and labelled, never hidden)."""
+    from bench.validity import INVALID
+
+    get = row.get if isinstance(row, Mapping) else lambda k, d=None: getattr(row, k, d)
+    return get("latency_validity", None) == INVALID
+
+
+#: the caption's sentence for figures that draw an INVALID latency
+INVALID_NOTE = ("Hollow points / hatched bars marked INVALID are latencies the validity checks reject (see the "
+                "report's Validity section): shown, not trusted.")  # fmt: skip
+
+
 def _latency_vs_params(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suite: str, desc: str) -> FigureFile | None:
     """A dot plot per tier: sizes are matched by design, so latency against parameters would stack each tier's
     models in one unlabelled column; here every model has its own labelled row (family and measured size),
@@ -124,10 +137,12 @@ def _latency_vs_params(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suite:
             d.sort(key=lambda r: -num(r["latency_p50_ms"]))  # slowest at the bottom, fastest at the top
             lats = [num(r["latency_p50_ms"]) for r in d]
             for y, r in enumerate(d):
+                bad = _invalid(r)
                 ax.scatter(lats[y], y, color=style.color[r["family"]], marker=style.marker[tier], s=40,
-                           edgecolors="black", linewidths=0.5, zorder=3)  # fmt: skip
-                ax.annotate(f"{fmt_sig(lats[y])} ms", (lats[y], y), xytext=(6, 0), textcoords="offset points",
-                            va="center", fontsize=7)  # fmt: skip
+                           edgecolors=style.color[r["family"]] if bad else "black", linewidths=1.2 if bad else 0.5,
+                           facecolors="none" if bad else None, zorder=3)  # fmt: skip
+                ax.annotate(f"{fmt_sig(lats[y])} ms" + (" INVALID" if bad else ""), (lats[y], y), xytext=(6, 0),
+                            textcoords="offset points", va="center", fontsize=7)  # fmt: skip
             ax.set_yticks(range(len(d)), [f"{fig_text(r['family'])} ({fmt_sig(num(r['params']) / 1e6)}M)" for r in d])
             ax.set_ylim(-0.6, max(len(d), 1) - 0.4)
             ax.set_xscale("log")
@@ -139,9 +154,10 @@ def _latency_vs_params(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suite:
             if i == len(tiers) - 1:
                 ax.set_xlabel("latency p50 (ms, log scale)")
     fig.suptitle(f"{suite}: latency at matched size · {desc}")
+    note = f" {INVALID_NOTE}" if any(_invalid(r) for r in pts.to_dict("records")) else ""
     return finish(fig, "latency-vs-params", "Latency at matched size",
                   f"Median latency of every model, one panel per tier (models of matched parameter count) and device, "
-                  f"fastest at the top; each row names the family and its measured parameter count; {desc}.")  # fmt: skip
+                  f"fastest at the top; each row names the family and its measured parameter count; {desc}.{note}")  # fmt: skip
 
 
 def _accuracy(df: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float, float]]:
@@ -181,6 +197,7 @@ def _accuracy_vs_latency(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suit
         return None
     fig, axes = new_figure(len(devices), 4.6 * len(devices) + 1.8, 4.0)
     tiers_used: list[str] = []
+    any_invalid = False
     marked = [t for t in style.tiers if any(k[0] == t for k in acc)]
     for ax, device in zip(axes, devices, strict=True):
         d = pts[pts["device"] == device]
@@ -191,10 +208,18 @@ def _accuracy_vs_latency(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suit
             if a is None or not lat > 0:
                 continue
             m, s = a[0] * scale, a[1] * scale
+            bad = _invalid(r)
+            any_invalid = any_invalid or bad
             ax.errorbar(lat, m, yerr=s if math.isfinite(s) else None, color=style.color[r.family], marker=style.marker[r.tier],
-                        markersize=7, markeredgecolor="black", markeredgewidth=0.5, capsize=2, linestyle="", zorder=3)  # fmt: skip
+                        markersize=7, markeredgecolor=style.color[r.family] if bad else "black",
+                        markeredgewidth=1.2 if bad else 0.5, markerfacecolor="none" if bad else style.color[r.family],
+                        capsize=2, linestyle="", zorder=3)  # fmt: skip
+            if bad:  # shown, labelled, and kept off the Pareto front: an untrusted latency defines nothing
+                ax.annotate("INVALID", (lat, m), xytext=(5, 4), textcoords="offset points", fontsize=6)
+                continue
             by_tier.setdefault(r.tier, []).append((lat, m))
-        plotted = [x for v in by_tier.values() for x, _ in v]
+        plotted = [num(r.latency_p50_ms) for r in d.itertuples()
+                   if (r.tier, r.family, r.model) in acc and num(r.latency_p50_ms) > 0]  # fmt: skip
         for tier in style.tiers:
             front = pareto_front(by_tier.get(tier, []))
             if front:  # the staircase runs on to the slowest point: one dominating model still draws a line
@@ -217,7 +242,8 @@ def _accuracy_vs_latency(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suit
     fig.suptitle(f"{suite}: accuracy vs latency")
     return finish(fig, "accuracy-vs-latency", "Accuracy vs latency",
                    f"Accuracy (mean ± std over seeds) against median latency, {desc}; the step line per tier is its "
-                   "Pareto front (no other model of the tier is both faster and more accurate).")  # fmt: skip
+                   "Pareto front (no other model of the tier is both faster and more accurate)."
+                   + (f" {INVALID_NOTE} INVALID points are left off the fronts." if any_invalid else ""))  # fmt: skip
 
 
 def _peak_memory(pts: pd.DataFrame, df: pd.DataFrame, style: Style, suite: str, desc: str) -> FigureFile | None:
@@ -353,16 +379,25 @@ def _executions(df: pd.DataFrame, suite: str) -> FigureFile | None:
     cmap = matplotlib.colormaps["tab10"]
     colors = {e: cmap(i % 10) for i, e in enumerate(execs)}
     width = 0.8 / len(execs)
+    any_invalid = False
     fig, axes = new_figure(1, min(14.0, max(7.5, 0.45 * len(fams) * len(execs) + 2.5)), 3.2 * len(panels) + 0.6,
                            nrows=len(panels))  # fmt: skip
     for ax, (device, batch) in zip(axes, panels, strict=True):
         d = ok[(ok["device"] == device) & (ok["batch_size"] == batch)]
         vals = {(r.family, r.exn): num(r.latency_p50_ms) for r in d.itertuples()}
+        bad = {(r.family, r.exn) for r in d.itertuples() if _invalid(r)}
+        any_invalid = any_invalid or bool(bad)
         for j, ex in enumerate(execs):
             xs = [i + (j - (len(execs) - 1) / 2) * width for i in range(len(fams))]
             hs = [vals.get((f, ex), math.nan) for f in fams]
-            ax.bar(xs, [h if math.isfinite(h) else 0 for h in hs], width=width * 0.92, color=colors[ex],
-                   label=fig_text(ex))  # fmt: skip
+            bars = ax.bar(xs, [h if math.isfinite(h) else 0 for h in hs], width=width * 0.92, color=colors[ex],
+                          label=fig_text(ex))  # fmt: skip
+            for bar, f in zip(bars, fams, strict=True):
+                if (f, ex) in bad:
+                    bar.set_hatch("////")
+                    bar.set_edgecolor("black")
+                    ax.annotate("INVALID", (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 2),
+                                textcoords="offset points", ha="center", rotation=90, fontsize=6)  # fmt: skip
         ax.set_yscale("log")
         log_axis(ax.yaxis, [v for v in vals.values() if math.isfinite(v)])
         ax.set_xticks(range(len(fams)), [fig_text(f) for f in fams])
@@ -375,4 +410,5 @@ def _executions(df: pd.DataFrame, suite: str) -> FigureFile | None:
     fig.suptitle(f"{suite}: eager vs other executions · tier {fig_text(tier)}")
     return finish(fig, "executions", "Eager vs compiled (executions)",
                   f"Median latency per family at matched size (tier {fig_text(tier)}), one bar per execution "
-                  "(log scale; lower is faster); a missing bar is a cell that did not finish or does not apply.")  # fmt: skip
+                  "(log scale; lower is faster); a missing bar is a cell that did not finish or does not apply."
+                  + (f" {INVALID_NOTE}" if any_invalid else ""))  # fmt: skip

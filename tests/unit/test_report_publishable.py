@@ -251,3 +251,36 @@ def test_encode_rounds_the_solved_layout_before_the_svg() -> None:
         ax.plot([1, 2], [3, 4])
     encode(fig)
     assert all(abs(round(v, 6) - v) < 1e-12 for ax in axes for v in ax.get_position().bounds)
+
+
+def test_figures_draw_an_invalid_latency_hollow_and_labelled(tmp_path: Path, monkeypatch) -> None:
+    """A latency the validity checks reject is shown (never hidden), marked INVALID, and the caption says so."""
+    import bench.report.figures as figures
+    from bench.report.plotting import FigureFile
+    from bench.validity import INVALID, annotate_frame
+
+    records = rd.cv_records()
+    bad = next(r for r in records if r["key"]["family"] == "resnet" and r["key"]["tier"] == "tiny"
+               and r["key"]["device"] == "cpu" and r["key"]["batch_size"] == 1)  # fmt: skip
+    bad["metrics"].update(latency_validity=INVALID, latency_validity_reasons="load: the machine was busy")
+    captions: dict[str, str] = {}
+    made: dict[str, Any] = {}
+
+    def keep(fig, slug, title, caption):
+        made[slug], captions[slug] = fig, caption
+        return FigureFile(slug, title, caption, b"", b"")
+
+    monkeypatch.setattr(figures, "finish", keep)
+    run = rd.write_run(tmp_path, bad["key"]["suite"], records)
+    figures.build_figures(annotate_frame(frame_from_runs(load_runs(run))))  # as build_report does
+    for slug in ("latency-vs-params", "accuracy-vs-latency"):
+        texts = [t.get_text() for ax in made[slug].axes for t in ax.texts]
+        assert any("INVALID" in t for t in texts), slug
+        assert figures.INVALID_NOTE in captions[slug]
+    hollow = [c for ax in made["latency-vs-params"].axes for c in ax.collections if len(c.get_facecolors()) == 0]
+    assert len(hollow) == 1  # the one invalid point, and only it
+    clean = rd.cv_records()
+    run = rd.write_run(tmp_path / "clean", clean[0]["key"]["suite"], clean)
+    captions.clear()
+    figures.build_figures(annotate_frame(frame_from_runs(load_runs(run))))  # as build_report does
+    assert not any(figures.INVALID_NOTE in c for c in captions.values())
