@@ -2,7 +2,8 @@
 
 MODEL is ``timm:<name>`` (any timm architecture, optionally with a pretrained tag such as
 ``vit_base_patch16_224.augreg_in21k``, built with ``pretrained=False``: nothing is downloaded) or
-``SUITE/TIER/FAMILY`` (a suite's resolved variant). Counting runs on the meta device: nothing real
+``SUITE/TIER/FAMILY`` (a suite's resolved variant; SUITE may be a suite file, ``path/to/my_suite.py`` or
+``my_suite.py:NAME``, as ``aigc-bench run`` takes it). Counting runs on the meta device: nothing real
 is computed, so large batches and long inputs are counted in seconds.
 """
 
@@ -109,13 +110,15 @@ def _suite_model(
 ) -> tuple[Any, tuple[Any, ...], tuple[int, ...], str]:
     import torch
 
+    from bench import registry
     from bench.build import build_model
     from bench.registry import INPUTS, get_suite
     from bench.sizing import resolve_tier
     from bench.spec import CellKey, CellSpec
 
-    suite_name, tier_name, family = ref.split("/")
-    suite = get_suite(suite_name)
+    suite_arg, tier_name, family = split_suite_ref(ref) or ("", "", "")
+    suite = get_suite(registry.suite_name(suite_arg))  # a suite file is loaded here
+    suite_name = suite.name
     tier = suite.tier(tier_name)
     variants = {v.family: v for v in resolve_tier(tier)}
     if family not in variants:
@@ -136,6 +139,19 @@ def _suite_model(
     return model, tuple(inputs), key.input_shape, resolved
 
 
+def split_suite_ref(ref: str) -> tuple[str, str, str] | None:
+    """``SUITE/TIER/FAMILY`` -> its three parts, where SUITE is a name or a suite file (``dir/my_suite.py``,
+    ``my_suite.py:NAME``: the path may hold ``/`` itself); None when ``ref`` is not of that form."""
+    parts = ref.rsplit("/", 2)
+    if len(parts) != 3 or not all(parts):
+        return None
+    suite, tier, family = parts
+    path = suite.rpartition(":")[0] if ":" in suite and suite.rpartition(":")[0].endswith(".py") else suite
+    if "/" in suite and not path.endswith(".py"):
+        return None  # a/b/c/d: neither a name nor a suite file
+    return suite, tier, family
+
+
 def _run(args: argparse.Namespace) -> int:
     import torch
 
@@ -149,9 +165,10 @@ def _run(args: argparse.Namespace) -> int:
     shape = parse_shape(args.input_shape) if args.input_shape is not None else None
     ref = args.model
     resolved = None  # what SUITE/TIER/FAMILY resolved to
-    is_timm, is_suite = ref.startswith("timm:"), ref.count("/") == 2 and all(ref.split("/"))
+    is_timm, is_suite = ref.startswith("timm:"), split_suite_ref(ref) is not None
     if not (is_timm or is_suite):
-        raise UsageError(f"MODEL must be timm:<name> or SUITE/TIER/FAMILY, not {ref!r}")
+        raise UsageError(f"MODEL must be timm:<name> or SUITE/TIER/FAMILY (SUITE a name or a suite file .py), "
+                         f"not {ref!r}")  # fmt: skip
     if is_timm:
         model, shape = _timm_model(ref[len("timm:") :], shape)
         model.eval()

@@ -187,3 +187,20 @@ def test_a_broken_plugin_is_a_warning_not_the_end(tmp_path: Path, clean_registry
     assert "cv-backbones" in registry.list_suites()
     assert any("suite plug-in 'bad'" in r.getMessage() and "ModuleNotFoundError" in r.getMessage()
                for r in caplog.records)  # fmt: skip
+
+
+def test_flops_counts_a_suite_files_variant(tmp_path: Path, clean_registry, capsys) -> None:
+    """``aigc-bench flops path/to/suite.py/TIER/FAMILY`` (and ``file.py:NAME/...``), as ``run`` takes the file."""
+    from bench.commands.flops import split_suite_ref
+
+    path = _write_suite(tmp_path / "mine")
+    assert main(["flops", f"{path}/t/lin", "--json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["macs"] == 8 * 4  # Linear(8, 4), batch 1
+    assert main(["flops", f"{path}:file-suite/t/lin", "--json"]) == 0
+    assert split_suite_ref("cv-backbones/tiny/resnet") == ("cv-backbones", "tiny", "resnet")
+    assert split_suite_ref("a/b/c/d") is None and split_suite_ref("x/y") is None
+    capsys.readouterr()
+    assert main(["flops", f"{tmp_path / 'nope.py'}/t/lin"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
