@@ -107,12 +107,17 @@ def declared_suite(name: str) -> Suite | None:
 def default_reference(frame: pd.DataFrame) -> str | None:
     """The family one suite's ratio columns compare against, when it is present in ``frame``.
 
-    The suite's ``Suite.reference_family`` when the suite is registered here; for a suite this process
-    does not know, resnet in vision suites and lstm in sequence suites.
+    The suite's ``Suite.reference_family`` when the suite is registered here; for an ad-hoc run
+    (``run --model A --model B``) the first model's family, as the run set it; for another suite this
+    process does not know, resnet in vision suites and lstm in sequence suites.
     """
+    from bench.adhoc import ADHOC_SUITE
+
     suite = declared_suite(str(frame["suite"].iloc[0])) if len(frame) else None
     if suite is not None:
         name = suite.reference_family
+    elif str(frame["suite"].iloc[0]) == ADHOC_SUITE:  # built per run, never registered: its first model, as run sets
+        name = str(frame["family"].iloc[0])
     else:
         name = _FALLBACK_REFERENCE[1] if is_seq(frame) else _FALLBACK_REFERENCE[0]
     return name if name in set(frame["family"]) else None

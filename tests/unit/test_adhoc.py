@@ -123,7 +123,8 @@ def test_run_models_into_the_store_and_reports(in_cwd: Path, no_workers, capsys)
     (run,) = (out / "adhoc").glob("*.json")
     doc = json.loads(run.read_text())
     assert doc["suite"] == "adhoc" and [r["key"]["family"] for r in doc["records"]] == ["models.build", "models.fixed"]
-    assert any(p.suffix == ".md" for p in (out / "reports" / "adhoc").iterdir())
+    (md,) = [p for p in (out / "reports" / "adhoc").iterdir() if p.suffix == ".md"]
+    assert "vs models.build" in md.read_text()  # the ratio column compares with the first model given
     assert "plan: 2 cells of adhoc (profile quick, cpu): 2 cost cells in tier as-built" in captured.err
     assert f"results: {out / 'adhoc'}/   reports: {out / 'reports' / 'adhoc'}/" in captured.err
 
