@@ -108,7 +108,7 @@ def _best_s(fn, n: int = 15) -> float:
 
 
 #: The bar is low on purpose: this is a timed test on a shared machine (load only lowers MFU; 0.497 was seen
-#: at load 5 on 2 cores, about 0.9 when quiet). It catches a unit or peak bug (MFU of 0.01 or 100), not 10%.
+#: at load 5 on 2 cores). It catches a unit or peak bug (an MFU of 0.01 or 100), not a 10% change.
 MIN_MFU = 0.3
 
 
