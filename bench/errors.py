@@ -7,8 +7,8 @@ Exit codes (also in ``aigc-bench --help`` and README.md):
 * 2 -- usage or bad input (unknown suite/family/profile/dtype/device, unreadable, malformed or foreign
   result file, unwritable folder, an output that exists): one line, never a traceback
 * 3 -- the run finished but some cells failed, including cells killed by the stall timeout (status
-  ``timeout``: no progress from the worker for the profile's ``timeout_s``, or ``HARD_CAP_FACTOR`` (10)
-  times that in all; the metrics measured before are kept)
+  ``timeout``: no progress from the worker for the profile's ``timeout_s``, or ``HARD_CAP_FACTOR`` (10;
+  training cells ``TRAINING_CAP_FACTOR``, 40) times that in all; the metrics measured before are kept)
 * 130 -- interrupted by Ctrl-C (SIGINT): the running cell's worker is stopped, finished cells are kept
   (``run --resume`` continues)
 * 143 -- ended by SIGTERM (what ``timeout`` and CI runners send): the same clean end as Ctrl-C

@@ -45,6 +45,20 @@ MeasureFn = Callable[[CellSpec, EventCallback | None], dict[str, Any]]
 #: after this many times ``timeout_s`` in all: a cell budgeted in training steps must not die of a
 #: wall-clock limit sized for an idle machine, but nor may it run without end.
 HARD_CAP_FACTOR = 10
+#: The same cap for a training cell (accuracy, pretraining): it reports every step, so its stall timeout
+#: guards it, and one cell may train several models (DeiT: a teacher, then the student without and with it)
+#: for a budget in steps, not seconds. At 10x an accuracy-long DeiT cell was killed at 3000 s under load.
+TRAINING_CAP_FACTOR = 40
+
+
+def cap_factor(cell: CellSpec) -> float:
+    """How many times its stall timeout ``cell`` may run in all (``HARD_CAP_FACTOR`` or, training,
+    ``TRAINING_CAP_FACTOR``)."""
+    from bench.eta import cell_kind
+
+    return TRAINING_CAP_FACTOR if cell_kind(cell).startswith("train") else HARD_CAP_FACTOR
+
+
 #: Longest wait for a worker's next message before the driver checks the limits and whether the worker
 #: still lives: a dead worker is noticed within this, and a limit fires at most this late.
 POLL_S = 0.5
@@ -163,10 +177,10 @@ def measure_here(cell: CellSpec, on_event: EventCallback | None = None) -> dict[
 # --- one cell in a spawned worker: its protocol, its limits, its record when it dies ---------------------
 
 
-def limit_fired(elapsed_s: float, idle_s: float, timeout_s: float) -> str | None:
+def limit_fired(elapsed_s: float, idle_s: float, timeout_s: float, factor: float = HARD_CAP_FACTOR) -> str | None:
     """Which limit a cell has hit: ``"stall"`` (nothing heard for ``timeout_s``), ``"total"`` (it ran
-    ``HARD_CAP_FACTOR * timeout_s`` in all) or None."""
-    if elapsed_s >= HARD_CAP_FACTOR * timeout_s:
+    ``factor * timeout_s`` in all: ``cap_factor``) or None."""
+    if elapsed_s >= factor * timeout_s:
         return "total"
     if idle_s >= timeout_s:
         return "stall"
@@ -192,6 +206,7 @@ def watch_worker(
     on_phase: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     stop: Callable[[], bool] | None = None,
+    factor: float = HARD_CAP_FACTOR,
 ) -> WorkerOutcome:
     """Read a worker's messages (``bench.worker.child_main``) until its record arrives, it dies, or a limit fires.
 
@@ -203,10 +218,12 @@ def watch_worker(
     t0 = heard = clock()
     while out.record is None:
         now = clock()
-        out.fired = "cancelled" if stop is not None and stop() else limit_fired(now - t0, now - heard, timeout_s)
+        out.fired = (
+            "cancelled" if stop is not None and stop() else limit_fired(now - t0, now - heard, timeout_s, factor)
+        )
         if out.fired:
             break
-        wait = min(heard + timeout_s, t0 + HARD_CAP_FACTOR * timeout_s) - now
+        wait = min(heard + timeout_s, t0 + factor * timeout_s) - now
         try:
             msg = get(max(MIN_POLL_S, min(POLL_S, wait)))
         except queue_mod.Empty:
@@ -239,8 +256,8 @@ def lost_record(cell: CellSpec, out: WorkerOutcome, exitcode: int | None) -> dic
         rec = base_record(cell, "timeout", f"stall timeout: no progress for {timeout_s:g} s during {out.phase!r}; "
                                            "the worker was killed")  # fmt: skip
     elif out.fired == "total":
-        rec = base_record(cell, "timeout", f"hard timeout: the cell ran {HARD_CAP_FACTOR * timeout_s:g} s in all "
-                                           f"({HARD_CAP_FACTOR} x its {timeout_s:g} s stall timeout) and was "
+        rec = base_record(cell, "timeout", f"hard timeout: the cell ran {cap_factor(cell) * timeout_s:g} s in all "
+                                           f"({cap_factor(cell):g} x its {timeout_s:g} s stall timeout) and was "
                                            f"killed during {out.phase!r}")  # fmt: skip
     else:
         why = "killed by signal 9 (likely out of memory)" if exitcode == -9 else f"exit code {exitcode}"
@@ -294,7 +311,9 @@ def measure_in_subprocess(
             if on_event:
                 on_event("phase", cell, text)
 
-        out = watch_worker(lambda t: q.get(timeout=t), proc.is_alive, cell.profile.timeout_s, phase, stop=stop)
+        out = watch_worker(
+            lambda t: q.get(timeout=t), proc.is_alive, cell.profile.timeout_s, phase, stop=stop, factor=cap_factor(cell)
+        )
     finally:
         if out.record is None and proc.is_alive():
             proc.kill()

@@ -21,7 +21,7 @@ from typing import Any
 
 import ray
 
-from bench.executors import HARD_CAP_FACTOR, POLL_S, CellDone, EventCallback
+from bench.executors import POLL_S, CellDone, EventCallback, cap_factor
 from bench.spec import CellSpec
 from bench.worker import base_record
 
@@ -109,7 +109,7 @@ class RayExecutor:
 
     @staticmethod
     def _cap(cell: CellSpec) -> float:
-        return HARD_CAP_FACTOR * cell.profile.timeout_s
+        return cap_factor(cell) * cell.profile.timeout_s
 
     def close(self) -> None:
         self._closed = True

@@ -294,6 +294,22 @@ def test_limit_fired() -> None:
     assert runner.limit_fired(5, 5, 10) is None
     assert runner.limit_fired(50, 10, 10) == "stall"
     assert runner.limit_fired(100, 1, 10) == "total"
+    assert runner.limit_fired(100, 1, 10, factor=40) is None and runner.limit_fired(400, 1, 10, factor=40) == "total"
+
+
+def test_training_cells_get_the_longer_hard_cap() -> None:
+    """A training cell (several models may train in it: DeiT's teacher and students) may run 40x its stall
+    timeout in all; a cost cell 10x. (At 10x an accuracy-long DeiT cell was killed at 3000 s under load.)"""
+    from dataclasses import replace
+
+    from bench.executors import HARD_CAP_FACTOR, TRAINING_CAP_FACTOR, cap_factor
+    from bench.spec import AccuracySpec
+
+    (cell, *_) = runner.expand(toy_suite(LIN), runner.RunSettings(devices=("cpu",)))
+    train = replace(
+        cell, profile=replace(cell.profile, metrics=("accuracy",), accuracy=AccuracySpec(task="adding", tiers=("t",)))
+    )
+    assert cap_factor(cell) == HARD_CAP_FACTOR == 10 and cap_factor(train) == TRAINING_CAP_FACTOR == 40
 
 
 # --- --retry-failed -------------------------------------------------------------------------------------
