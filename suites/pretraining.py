@@ -60,8 +60,8 @@ DEFAULT = AccuracySpec(
     tiers=tuple(GROUPS), epochs=4.0, batch_size=32, lr=1e-3, weight_decay=0.05, warmup=0.1, seeds=3,
 )  # fmt: skip
 # Why these budgets: at the first ones (3e11 / 4e11: 35-230 steps) every probe sat on the random-init floor
-# (docs/pretraining.md, "Reading the results"); 2x is what the 30-minute target leaves room for (the
-# fine-tune of the vision and joint cells costs about as much as their pretraining). The fine-tune: 4 epochs
+# (docs/pretraining.md, "Reading the results"); these 2x take 7.5 min on 2 quiet cores (the description's
+# estimate predates that run), so ~3x more fits the 30-minute target: the next step. The fine-tune: 4 epochs
 # of 500 in batches of 32 (64 steps); 3 epochs of 64 (24 steps) left every objective at chance.
 QUICK = AccuracySpec(
     task="pretraining",
