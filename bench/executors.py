@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from bench.eta import cell_kind
 from bench.spec import CellSpec
 from bench.worker import base_record
 
@@ -54,8 +55,6 @@ TRAINING_CAP_FACTOR = 40
 def cap_factor(cell: CellSpec) -> float:
     """How many times its stall timeout ``cell`` may run in all (``HARD_CAP_FACTOR`` or, training,
     ``TRAINING_CAP_FACTOR``)."""
-    from bench.eta import cell_kind
-
     return TRAINING_CAP_FACTOR if cell_kind(cell).startswith("train") else HARD_CAP_FACTOR
 
 

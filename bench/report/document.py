@@ -99,10 +99,10 @@ def build_report(
 
     objectives = pretraining_report.tables(*docs)  # none unless the runs hold pretraining cells
     if figures and objectives:
-        try:
+        from bench.report.figures import _failing_figure
+
+        with _failing_figure("probe-vs-flops", failures):  # the tables stand, the failure is named in one line
             figs = [*figs, pretraining_report.figure(*docs)]
-        except Exception as e:  # noqa: BLE001 -- as above: the tables stand
-            failures.append(f"probe-vs-flops: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"[:300])
     hosts = hosts_of(frame)
     return Report(
         suite=str(suites[0]) if suites else "?",
