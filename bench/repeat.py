@@ -16,6 +16,10 @@ its record is replaced by the combined one (:func:`combine`):
   tests when both sides have them: ``bench.compare.checks.SampledCheck``), and
   ``samples.speed_ref_process_ms`` the median of each process's machine-speed reference;
 * ``metrics.latency_processes``: K; ``speed_ref_drift``: the largest drift of any process;
+  ``speed_ref_drift_median``: the drift of the median process (by size): what ``compare`` and
+  ``bench.validity`` judge a repeated cell's steadiness by. One disturbed process is one value of K in a
+  test over per-process medians, so it must not void the whole cell; a machine that moved in most
+  processes does;
 * every other metric (params, MACs, memory, ...) is the first round's.
 
 A round that failed or timed out makes the cell's record that failure (a note names the round), so a flaky
@@ -36,6 +40,8 @@ PROCESS_SAMPLES = "latency_process_ms"
 REF_PROCESS_SAMPLES = "speed_ref_process_ms"
 #: the number of processes a record's latency was measured in (absent: one)
 PROCESSES_METRIC = "latency_processes"
+#: the machine-speed drift of a repeated cell's median process (by size), see the module docstring
+DRIFT_METRIC = "speed_ref_drift_median"
 #: ``--repeat`` bound: more than this many processes per cell is a typo
 MAX_REPEAT = 100
 #: the repeat the quick profile's regression checks use (docs/ci.md, benchmarks/compare_aa_ab.py): with 10
@@ -139,6 +145,8 @@ def _combine_ok(first: dict[str, Any], timed: Sequence[Mapping[str, Any]]) -> di
         drifts = [float(d) for d in drifts if isinstance(d, int | float)]
         if drifts:
             metrics["speed_ref_drift"] = max(drifts, key=abs)
+            by_size = sorted(drifts, key=abs)
+            metrics[DRIFT_METRIC] = by_size[(len(by_size) - 1) // 2]  # the lower median: an actual process's
     metrics[PROCESSES_METRIC] = len(timed)
     notes = list(dict.fromkeys(n for r in timed for n in (r.get("notes") or [])))
     spread = (max(per) - min(per)) / _median(per) if _median(per) else 0.0

@@ -28,6 +28,10 @@ medians; issue 19's acceptance, quick profile on the 2-core VM:
         --fail-on latency:3%,memory:5%,macs:0%,accuracy:1pt \
         --json /tmp/aa-ab-repeat10.json          # A/A <= 1 false alarm in 20; 5% caught in >= 9 of 10
 
+With both A/A and the variant, the runs go in triples A, B, B' (B' = B with the family slowed): A-B is an
+A/A pair, B-B' a variant pair, so 20 A/A and 10 variant pairs take 50 runs, not 60 (``--separate``: variant
+pairs of their own).
+
 The gate must sit below the effect it has to catch: the slowed variant is +5.0% by construction, so against
 the default ``latency:5%`` it lands on the threshold and is caught about half the time, however many
 processes are taken. Catching 5% means gating at about 3%, which ``--repeat 10`` must keep quiet in A/A.
@@ -132,45 +136,55 @@ def aa(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     for i in range(1, args.reps + 1):
         a = run_suite(out / f"aa{i:02d}" / "a", args)
         b = run_suite(out / f"aa{i:02d}" / "b", args)
-        code, rep = compare(a, b, "--fail-on", args.fail_on)
-        raw_code, raw_rep = compare(a, b, "--fail-on", args.fail_on, "--no-speed-adjust")  # side by side
-        lat = latency_rows(rep)
-        changes = [abs(m["change"]) for m in lat if m["change"] is not None]
-        instr = [m["change"] for m in instruction_rows(rep) if m["change"] is not None]
-        factors = [m["speed_factor"] for m in lat if m.get("speed_factor") is not None]
-        row = {
-            "rep": i,
-            "exit": code,
-            "wall_s": WALL[a] + WALL[b],
-            "instructions_changes_pct": instr,
-            "exit_without_speed_adjust": raw_code,
-            "regressed_without_speed_adjust": raw_rep["counts"]["regressed"],
-            "speed_factors": factors,
-            "changes_pct": [m["change"] for m in lat],
-            "machine_changes_pct": [m.get("machine_change") for m in lat],
-            "cells": rep["counts"]["compared"],
-            "regressed": rep["counts"]["regressed"],
-            "failing": rep["counts"]["failing"],
-            "too_noisy": rep["counts"]["too_noisy"],
-            "improved": rep["counts"]["improved"],
-            "max_abs_latency_change_pct": max(changes, default=None),
-            "median_abs_latency_change_pct": statistics.median(changes) if changes else None,
-            "regressed_metrics": [
-                f"{c['id'].split('/', 1)[1]}:{k}"
-                for c in rep["cells"]
-                for k, m in c["metrics"].items()
-                if m["verdict"] == "regressed"
-            ],  # fmt: skip
-        }
-        reps.append(row)
-        machine = " ".join(f"x{f:.3f}" for f in factors) or "n/a"
-        raw = " ".join(fmt_pct(x) for x in row["changes_pct"])
-        rel = " ".join(fmt_pct(x) for x in row["machine_changes_pct"])
-        print(f"  rep {i:2d}: exit {code}, {row['cells']} cells, {row['regressed']} regressed, {row['too_noisy']} too noisy, "
-              f"{row['improved']} improved; latency change {raw} (machine {machine}, relative to it {rel}); "
-              f"without the speed adjustment: exit {raw_code}, {row['regressed_without_speed_adjust']} regressed "
-              f"{' '.join(row['regressed_metrics'])}; pair wall time {row['wall_s']:.0f} s"
-              + (f"; instructions {' '.join(fmt_pct(x) for x in instr)}" if instr else ""))  # fmt: skip
+        reps.append(_aa_pair(args, i, a, b))
+    return _aa_summary(args, reps)
+
+
+def _aa_pair(args: argparse.Namespace, i: int, a: Path, b: Path) -> dict[str, Any]:
+    """Compare one A/A pair (with and without the machine-speed adjustment) and print its line."""
+    code, rep = compare(a, b, "--fail-on", args.fail_on)
+    raw_code, raw_rep = compare(a, b, "--fail-on", args.fail_on, "--no-speed-adjust")  # side by side
+    lat = latency_rows(rep)
+    changes = [abs(m["change"]) for m in lat if m["change"] is not None]
+    instr = [m["change"] for m in instruction_rows(rep) if m["change"] is not None]
+    factors = [m["speed_factor"] for m in lat if m.get("speed_factor") is not None]
+    row = {
+        "rep": i,
+        "exit": code,
+        "wall_s": WALL[a] + WALL[b],
+        "instructions_changes_pct": instr,
+        "exit_without_speed_adjust": raw_code,
+        "regressed_without_speed_adjust": raw_rep["counts"]["regressed"],
+        "speed_factors": factors,
+        "changes_pct": [m["change"] for m in lat],
+        "machine_changes_pct": [m.get("machine_change") for m in lat],
+        "cells": rep["counts"]["compared"],
+        "regressed": rep["counts"]["regressed"],
+        "failing": rep["counts"]["failing"],
+        "too_noisy": rep["counts"]["too_noisy"],
+        "improved": rep["counts"]["improved"],
+        "max_abs_latency_change_pct": max(changes, default=None),
+        "median_abs_latency_change_pct": statistics.median(changes) if changes else None,
+        "regressed_metrics": [
+            f"{c['id'].split('/', 1)[1]}:{k}"
+            for c in rep["cells"]
+            for k, m in c["metrics"].items()
+            if m["verdict"] == "regressed"
+        ],  # fmt: skip
+    }
+    machine = " ".join(f"x{f:.3f}" for f in factors) or "n/a"
+    raw = " ".join(fmt_pct(x) for x in row["changes_pct"])
+    rel = " ".join(fmt_pct(x) for x in row["machine_changes_pct"])
+    print(f"  rep {i:2d}: exit {code}, {row['cells']} cells, {row['regressed']} regressed, {row['too_noisy']} too noisy, "
+          f"{row['improved']} improved; latency change {raw} (machine {machine}, relative to it {rel}); "
+          f"without the speed adjustment: exit {raw_code}, {row['regressed_without_speed_adjust']} regressed "
+          f"{' '.join(row['regressed_metrics'])}; pair wall time {row['wall_s']:.0f} s"
+          + (f"; instructions {' '.join(fmt_pct(x) for x in instr)}" if instr else ""))  # fmt: skip
+    return row
+
+
+def _aa_summary(args: argparse.Namespace, reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The A/A verdict over all pairs (target: at most 1 false alarm in 20)."""
     n_alarm = sum(r["exit"] == 1 for r in reps)
     n_raw = sum(r["exit_without_speed_adjust"] == 1 for r in reps)
     allowed = max(1, round(0.05 * args.reps))  # the target: at most 1 false alarm in 20 pairs
@@ -221,6 +235,11 @@ def ab_variant(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     print(f"A/B: {args.variant_reps} pairs of the same run twice, the second with every {family} forward "
           f"{float(fraction):.0%} slower (benchmarks/slowdown/sitecustomize.py)")  # fmt: skip
     pairs = [_variant_pair(args, out / "abv" / f"{i:02d}", family) for i in range(1, args.variant_reps + 1)]
+    return _variant_summary(args, pairs)
+
+
+def _variant_summary(args: argparse.Namespace, pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The A/B variant verdict over all pairs (target: caught in at least 9 of 10)."""
     caught = sum(p["verdict"] == "PASS" for p in pairs)
     inconclusive = sum(p["verdict"].startswith("INCONCLUSIVE") for p in pairs)
     need = max(1, -(-9 * args.variant_reps // 10))  # the target: caught in >= 9 of 10 pairs
@@ -232,9 +251,17 @@ def ab_variant(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 
 def _variant_pair(args: argparse.Namespace, out: Path, family: str) -> dict[str, Any]:
-    base = run_suite(out / "base", args)
+    return _variant_compare(args, run_suite(out / "base", args), _slower_run(args, out / "slower"), out.name, family)
+
+
+def _slower_run(args: argparse.Namespace, out: Path) -> Path:
+    """A run with ``--slowdown``'s family made slower (benchmarks/slowdown/sitecustomize.py)."""
     env = {"PYTHONPATH": str(ROOT / "benchmarks" / "slowdown"), "AIGC_BENCH_SLOWDOWN": args.slowdown}
-    cur = run_suite(out / "slower", args, extra_env=env)
+    return run_suite(out, args, extra_env=env)
+
+
+def _variant_compare(args: argparse.Namespace, base: Path, cur: Path, name: str, family: str) -> dict[str, Any]:
+    """Judge one variant pair: the slowed family must regress, the others not."""
     fail_on = args.fail_on + (",instructions:1%" if args.metric == "instructions" else "")
     code, rep = compare(base, cur, "--fail-on", fail_on)
     rows = latency_rows(rep)
@@ -258,10 +285,34 @@ def _variant_pair(args: argparse.Namespace, out: Path, family: str) -> dict[str,
     moved = bool(factors) and abs(statistics.median(factors) - 1.0) > 0.05
     # When the machine's own speed moved this much, compare rightly says "too noisy": no verdict here.
     verdict = "PASS" if ok else "INCONCLUSIVE (the machine's speed moved; rerun)" if moved else "FAIL"
-    print(f"  pair {out.name}: exit {code}; {family} regressed: {all(m['verdict'] == 'regressed' for m in slowed)}, "
+    print(f"  pair {name}: exit {code}; {family} regressed: {all(m['verdict'] == 'regressed' for m in slowed)}, "
           f"others regressed: {sum(m['verdict'] == 'regressed' for m in others)}: {verdict}")  # fmt: skip
     return {"exit": code, "counts": rep["counts"], "latency": rows, "instructions": instruction_rows(rep),
             "verdict": verdict, "wall_s": WALL[base] + WALL[cur]}  # fmt: skip
+
+
+def aa_and_variant(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A/A and the slower variant interleaved, in triples: A, B, B' (B' = B with the family slowed).
+
+    A-B is an A/A pair and B-B' a variant pair, both back to back, so the variant needs one run per pair
+    instead of two, and both figures come from the same stretch of the machine's time. Triples while
+    variant pairs are wanted, then plain A/A pairs."""
+    family, fraction = args.slowdown.split(":")
+    print(f"A/A: {args.reps} repetitions of two back-to-back runs; A/B: the first {args.variant_reps} followed by "
+          f"a run with every {family} forward {float(fraction):.0%} slower, compared with the run before it")  # fmt: skip
+    reps, pairs = [], []
+    for i in range(1, max(args.reps, args.variant_reps) + 1):
+        a = run_suite(out / f"aa{i:02d}" / "a", args)
+        b = run_suite(out / f"aa{i:02d}" / "b", args)
+        if i <= args.reps:
+            reps.append(_aa_pair(args, i, a, b))
+        if i <= args.variant_reps:
+            pairs.append(_variant_compare(args, b, _slower_run(args, out / f"aa{i:02d}" / "slower"), f"{i:02d}",
+                                          family))  # fmt: skip
+    aa_figures = _aa_summary(args, reps)
+    print(f"A/B: {args.variant_reps} pairs of a run and the same run with every {family} forward "
+          f"{float(fraction):.0%} slower, each slower run compared with the A/A pair's second run")  # fmt: skip
+    return aa_figures, _variant_summary(args, pairs)
 
 
 def main() -> None:
@@ -287,6 +338,11 @@ def main() -> None:
         choices=("instructions",),
         help="also count instructions (valgrind) and judge them at 1%% (the variant judges them alone)",
     )
+    ap.add_argument(
+        "--separate",
+        action="store_true",
+        help="variant pairs of their own (two runs each) instead of A, B, slower-B triples",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     out = args.out / time.strftime("%Y%m%dT%H%M%S")
@@ -294,11 +350,13 @@ def main() -> None:
         f"suite {args.suite}, profile {args.profile}, families {args.family or 'all'}, fail on {args.fail_on}; results in {out}"
     )
     figures: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()}}
-    if not args.skip_aa:
+    if not args.skip_aa and not args.skip_variant and not args.separate:
+        figures["aa"], figures["ab_variant"] = aa_and_variant(args, out)
+    elif not args.skip_aa:
         figures["aa"] = aa(args, out)
     if not args.skip_ab:
         figures["ab"] = ab(args, out)
-    if not args.skip_variant:
+    if not args.skip_variant and (args.skip_aa or args.separate):
         figures["ab_variant"] = ab_variant(args, out)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))

@@ -232,6 +232,18 @@ def process_refs(brow: Mapping[str, Any], crow: Mapping[str, Any]) -> tuple[list
     return (b, c) if b and c else None
 
 
+def _steadiness(row: Mapping[str, Any], per_process: bool) -> float:
+    """How far the machine-speed reference moved during a cell's measurement (0 when unknown).
+
+    Tested over per-process medians, a cell is unsteady when its median process was (``bench.repeat``'s
+    ``speed_ref_drift_median``), not when any one process was: that process is one value of K in the test.
+    """
+    from bench.repeat import DRIFT_METRIC
+
+    typical = _value(row, DRIFT_METRIC) if per_process else None
+    return typical if typical is not None else (_value(row, "speed_ref_drift") or 0.0)
+
+
 class SampledCheck(Check):
     """Latency from the raw samples of both runs (see ``bench.compare``'s docstring for the whole rule)."""
 
@@ -259,7 +271,7 @@ class SampledCheck(Check):
         # answer ("too noisy"); a threshold-only verdict would turn one slow sample into a failure.
         shift = sample_shift(bs, cs, alpha=j.alpha, n_boot=j.n_boot, seed=cell_seed(pair.key.id, j.seed),
                              ref_baseline=refs[0] if refs else None, ref_current=refs[1] if refs else None)  # fmt: skip
-        drift = max(abs(_value(r, "speed_ref_drift") or 0.0) for r in (pair.baseline, pair.current))
+        drift = max(abs(_steadiness(r, per_process is not None)) for r in (pair.baseline, pair.current))
         return Pending(pair.key, shift, float(np.median(bs)), float(np.median(cs)), drift, per_process is not None)
 
     def resolve(self, pending: Sequence[Pending]) -> list[MetricComparison]:

@@ -96,7 +96,7 @@ COLUMNS = (
            description="sequence cells: batch x seq_len per second at the median latency"),
     *(Column(name, csv=False) for name in (
         "latency_noisy", "latency_number_per_sample", "latency_warmup_iters", "latency_threads", "latency_malloc",
-        "speed_ref_ms", "speed_ref_drift", "speed_ref_kind",
+        "speed_ref_ms", "speed_ref_drift", "speed_ref_drift_median", "speed_ref_kind",
         # added by the worker around the measurement, and the verdict on it (bench.env, bench.validity)
         "load_1m_before", "load_1m_after", "load_cpus", "load_cpus_total", "latency_validity",
         "latency_validity_reasons")),

@@ -12,7 +12,7 @@ from _runfiles import record, run_file
 from bench import runner
 from bench.cli import main
 from bench.compare import Verdict, compare, load_side
-from bench.repeat import PROCESS_SAMPLES, PROCESSES_METRIC, REF_PROCESS_SAMPLES, Rounds, combine
+from bench.repeat import DRIFT_METRIC, PROCESS_SAMPLES, PROCESSES_METRIC, REF_PROCESS_SAMPLES, Rounds, combine
 from bench.spec import Profile, Suite, Tier, VariantSpec, freeze
 from bench.store import load_results, load_run
 
@@ -131,6 +131,38 @@ def test_a_five_percent_slowdown_of_every_process_is_caught(tmp_path: Path) -> N
     cur = _processes(rng, list(10.6 * (1 + rng.normal(0, 0.01, 10))))
     m = _verdict(tmp_path, base, cur, "ab")
     assert m.verdict is Verdict.REGRESSED and m.change == pytest.approx(6.0, abs=1.5)
+
+
+def test_one_disturbed_process_does_not_void_a_caught_slowdown(tmp_path: Path) -> None:
+    """The machine moved 27% during one process of ten (the largest drift, kept as speed_ref_drift): one
+    value of ten in the test, so the slowdown still counts; when the median process moved, it is too noisy."""
+    rng = np.random.default_rng(4)
+    base = _processes(rng, list(10.0 * (1 + rng.normal(0, 0.01, 10))))
+    cur = _processes(rng, list(10.6 * (1 + rng.normal(0, 0.01, 10))))
+    for rec in (base, cur):
+        rec["metrics"].update({"speed_ref_drift": -0.27, DRIFT_METRIC: 0.02})
+    assert _verdict(tmp_path, base, cur, "one").verdict is Verdict.REGRESSED
+    cur["metrics"][DRIFT_METRIC] = 0.15
+    m = _verdict(tmp_path, base, cur, "most")
+    assert m.verdict is Verdict.NOISY and "changed speed during a measurement" in m.note
+    for rec in (base, cur):  # without the median (an older file), the largest drift decides, as before
+        del rec["metrics"][DRIFT_METRIC]
+    assert _verdict(tmp_path, base, cur, "old").verdict is Verdict.NOISY
+
+
+def test_combine_keeps_the_median_process_drift_and_validity_judges_by_it() -> None:
+    from bench.validity import INVALID, judge
+
+    recs = []
+    for i, drift in enumerate([0.01, -0.27, 0.02, -0.03, 0.0]):
+        rec = record("m", [10.0 + i / 100, 10.01 + i / 100], speed_ref=[5.0, 5.0])
+        rec["metrics"]["speed_ref_drift"] = drift
+        recs.append(rec)
+    out = combine(recs)["metrics"]
+    assert out["speed_ref_drift"] == -0.27 and out[DRIFT_METRIC] == 0.02  # by size: 0, .01, .02, -.03, -.27
+    assert "speed" not in [c for c, _ in judge(out).reasons]
+    assert judge({**out, DRIFT_METRIC: -0.2}).status is INVALID
+    assert "median process" in dict(judge({**out, DRIFT_METRIC: -0.2}).reasons)["speed"]
 
 
 def test_one_side_without_processes_falls_back_to_the_pooled_samples(tmp_path: Path) -> None:
