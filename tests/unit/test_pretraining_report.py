@@ -79,3 +79,22 @@ def test_compare_judges_the_objective_accuracies_in_points_and_gates_only_when_n
     assert mae.change == pytest.approx(-10.0) and mae.ci is not None  # points, with the CI of the difference
     assert report.exit_code == 0  # optional: not in the default --fail-on
     assert compare(load_side(base), load_side(worse), thresholds=parse_fail_on("probe_acc:1pt")).exit_code == 1
+
+
+def test_the_main_table_leaves_out_a_latency_column_no_cell_measured() -> None:
+    """Pretraining cells time no latency: no empty 'cpu p50' column -- unless a cell failed, whose status
+    shows there."""
+    import json
+
+    from _published import published
+
+    from bench.report.frames import frame_from_records
+    from bench.report.main_table import build_tables
+
+    records = json.loads(published("pretraining").read_text())["records"]
+    (main,) = build_tables(frame_from_records(records))
+    assert not [c.key for c in main.columns if c.group], [c.key for c in main.columns]  # no per-device column
+    records[0] = {**records[0], "status": "failed", "error": "RuntimeError: boom", "metrics": {}}
+    (main,) = build_tables(frame_from_records(records))
+    assert [c.key for c in main.columns if c.group] == ["cpu:latency_p50_ms"]
+    assert "failed" in [c.text for g in main.groups for r in g.rows for c in r.cells]
