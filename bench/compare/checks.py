@@ -232,6 +232,17 @@ def process_refs(brow: Mapping[str, Any], crow: Mapping[str, Any]) -> tuple[list
     return (b, c) if b and c else None
 
 
+def _detectable(shift: SampleShift, alpha: float, family: int) -> str:
+    """How big a change these processes could tell, at their spread (``stats.detectable_change``)."""
+    from bench.compare.stats import detectable_change
+
+    spread = max(shift.spread_baseline, shift.spread_current)
+    mde = detectable_change(spread, shift.n_baseline, shift.n_current, alpha / max(1, family))
+    return (f"the processes' medians spread {spread:.0%} (IQR/median): {shift.n_baseline}/{shift.n_current} "
+            f"processes tell a change of about {mde:.0f}% or more; for less, a steadier machine, a larger --repeat "
+            "or --metric instructions")  # fmt: skip
+
+
 def _steadiness(row: Mapping[str, Any], per_process: bool) -> float:
     """How far the machine-speed reference moved during a cell's measurement (0 when unknown).
 
@@ -329,6 +340,8 @@ class SampledCheck(Check):
                     "samples", "use a profile that takes more samples")  # fmt: skip
                 note = (f"only {shift.n_baseline}/{shift.n_current} {what}: no test can reach alpha {alpha:g} "
                         f"(best corrected p {min(1.0, floor):.2g}); {fix}")  # fmt: skip
+        if per_process and verdict is Verdict.NOISY and th.exceeded_by(change):
+            note = f"{note}; {_detectable(shift, alpha, family)}" if note else _detectable(shift, alpha, family)
         method = f"Mann-Whitney U ({correction}-corrected) + bootstrap CI of the median ratio"
         if per_process:
             method += f" over per-process medians ({shift.n_baseline}/{shift.n_current} processes)"

@@ -190,6 +190,23 @@ def cell_seed(key_id: str, seed: int = 0) -> int:
     return (int.from_bytes(hashlib.sha256(key_id.encode()).digest()[:8], "little") + seed) % 2**63
 
 
+def detectable_change(spread: float, n_baseline: int, n_current: int, alpha: float, power: float = 0.8) -> float:
+    """About the smallest relative change (in %) that a Mann-Whitney test at ``alpha`` finds ``power`` of the
+    time, for values that spread ``spread`` (IQR / median) and these counts.
+
+    The normal approximation: (z(1 - alpha/2) + z(power)) x sigma x sqrt(1/nb + 1/nc), with sigma = IQR/1.349
+    (a normal's) and Mann-Whitney's efficiency 3/pi against the t-test. For per-process medians, which are
+    independent draws; a rough guide for "is this machine steady enough for that threshold", not a bound.
+    """
+    from scipy.stats import norm
+
+    if n_baseline < 1 or n_current < 1 or not 0.0 < alpha < 1.0:
+        return math.inf
+    z = float(norm.ppf(1.0 - alpha / 2.0) + norm.ppf(power))
+    sigma = spread / 1.349
+    return 100.0 * z * sigma * math.sqrt(1.0 / n_baseline + 1.0 / n_current) / math.sqrt(3.0 / math.pi)
+
+
 def min_p_value(n_baseline: int, n_current: int) -> float:
     """The smallest two-sided Mann-Whitney p-value possible with these sample counts (complete separation)."""
     if n_baseline + n_current <= 1000:

@@ -171,3 +171,25 @@ def test_one_side_without_processes_falls_back_to_the_pooled_samples(tmp_path: P
     old = record("m", list(10.0 * (1 + rng.normal(0, 0.004, 60))), speed_ref=[5.0] * 20)
     m = _verdict(tmp_path, old, base, "old")
     assert "per-process" not in m.method and m.n_baseline == 60
+
+
+def test_detectable_change_follows_the_spread_and_the_process_count() -> None:
+    from bench.compare.stats import detectable_change
+
+    # (1.96 + 0.84) x 0.02/1.349 x sqrt(2/10) / sqrt(3/pi): a 2% spread tells about 1.9% with 10 a side
+    assert detectable_change(0.02, 10, 10, 0.05) == pytest.approx(1.90, abs=0.02)
+    assert detectable_change(0.20, 10, 10, 0.05) == pytest.approx(19.0, abs=0.2)  # linear in the spread
+    assert detectable_change(0.02, 40, 40, 0.05) == pytest.approx(0.95, abs=0.02)  # 1/sqrt(n)
+    assert detectable_change(0.02, 10, 10, 0.005) > detectable_change(0.02, 10, 10, 0.05)
+    assert detectable_change(0.02, 0, 10, 0.05) == float("inf")
+
+
+def test_too_noisy_processes_say_how_big_a_change_they_could_tell(tmp_path: Path) -> None:
+    """Processes whose medians spread 20% (a VM whose speed moves between processes): a 6% slowdown is
+    beyond the threshold but not significant, and the note says what this spread can tell."""
+    rng = np.random.default_rng(6)
+    base = _processes(rng, list(10.0 * (1 + rng.normal(0, 0.15, 10))))
+    cur = _processes(rng, list(10.6 * (1 + rng.normal(0, 0.15, 10))))
+    m = _verdict(tmp_path, base, cur, "wide")
+    assert m.verdict is Verdict.NOISY and "processes tell a change of about" in m.note
+    assert "--metric instructions" in m.note
