@@ -76,7 +76,7 @@ def build_report(
 ) -> Report:
     """The report of one suite from its cells (``load_results`` rows) and run documents (``load_run``)."""
     from bench.report.efficiency import add_derived, efficiency_tables
-    from bench.report.figures import build_figures
+    from bench.report.figures import build_figures, failing_figure
     from bench.report.roofline import roofline_figures
     from bench.validity import annotate_frame, summary_lines
 
@@ -91,17 +91,13 @@ def build_report(
     failures: list[str] = []
     figs = build_figures(frame, [e for a in analyses for e in a.fits], failures) if figures and len(frame) else []
     if figures and len(frame):
-        try:
+        with failing_figure("roofline", failures):  # a figure never costs the report its tables (build_figures)
             figs = [*figs, *roofline_figures(frame, docs)]
-        except Exception as e:  # noqa: BLE001 -- a figure never costs the report its tables (as in build_figures)
-            failures.append(f"roofline: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"[:300])
     from bench.pretraining import report as pretraining_report
 
     objectives = pretraining_report.tables(*docs)  # none unless the runs hold pretraining cells
     if figures and objectives:
-        from bench.report.figures import _failing_figure
-
-        with _failing_figure("probe-vs-flops", failures):  # the tables stand, the failure is named in one line
+        with failing_figure("probe-vs-flops", failures):  # the tables stand, the failure is named in one line
             figs = [*figs, pretraining_report.figure(*docs)]
     hosts = hosts_of(frame)
     return Report(

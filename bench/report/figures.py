@@ -78,13 +78,13 @@ def build_figures(
         makers = (("latency-vs-params", _latency_vs_params), ("accuracy-vs-latency", _accuracy_vs_latency),
                   ("peak-memory", _peak_memory))  # fmt: skip
         for name, make in makers:
-            with _failing_figure(name, failures):
+            with failing_figure(name, failures):
                 made = make(pts, df, style, suite, desc)
                 if made is not None:
                     out.append(made)
-        with _failing_figure("scaling", failures):
+        with failing_figure("scaling", failures):
             out += _scaling(df, style, suite, analyses)
-        with _failing_figure("executions", failures):
+        with failing_figure("executions", failures):
             made = _executions(df, suite)
             if made is not None:
                 out.append(made)
@@ -92,7 +92,7 @@ def build_figures(
 
 
 @contextmanager
-def _failing_figure(name: str, failures: list[str] | None) -> Iterator[None]:
+def failing_figure(name: str, failures: list[str] | None) -> Iterator[None]:
     """Catch a figure's failure: matplotlib can fail on data (a label, an extreme size) in many ways, and one
     figure must never cost the report its tables."""
     try:

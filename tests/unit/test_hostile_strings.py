@@ -367,6 +367,20 @@ def test_a_failing_figure_never_costs_the_tables(tmp_path: Path, monkeypatch: py
     assert any("figure not drawn: peak-memory" in r.getMessage() for r in caplog.records)
 
 
+def test_a_failing_roofline_is_named_and_logged_like_any_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog) -> None:  # fmt: skip
+    import bench.report.roofline as roofline
+
+    def boom(*a: Any, **k: Any) -> None:
+        raise ValueError("bad \x1b[31mlimits\nsecond line")
+
+    monkeypatch.setattr(roofline, "roofline_figures", boom)
+    run = rd.write_run(tmp_path / "results", "cv-synth", rd.cv_records())
+    md = next(p for p in write_reports(run, tmp_path / "out", "md") if p.suffix == ".md").read_text()
+    assert "roofline: ValueError: bad" in md and "second line" not in md and "\x1b" not in md
+    assert any("figure not drawn: roofline" in r.getMessage() for r in caplog.records)
+
+
 def test_lone_surrogate_is_refused_or_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = rd.write_run(tmp_path / "results", "cv-synth", rd.cv_records(accuracy=False)[:2])
     text = path.read_text(encoding="utf-8").replace('"synth-host"', '"bad\\ud800host"')
