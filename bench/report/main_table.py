@@ -200,13 +200,14 @@ def _main_table(sdf: pd.DataFrame, sl: pd.DataFrame, suite: str, dtype: str, mod
         labels = [(f, m, _execution_label(e, rows)) if multi else (f, m) for (_fr, f, m), e in labelled]
         out_groups.append(RowGroup(_group_label(tier, T, batch),
                                    tuple(Row(lab, tuple(c)) for lab, c in zip(labels, cells, strict=True))))  # fmt: skip
+    ranked = any(c.better for c in columns)  # a column with a better direction: its best value is bold
     return Table(
         title=f"{suite} · {dtype} · {mode}",
         label_headers=("family", "model", "execution") if multi else ("family", "model"),
         columns=tuple(columns),
         groups=tuple(out_groups),
         notes=notes.texts(),
-        caption=_caption(sdf, seq, ref, "speedup" in keys, "accuracy" in keys, scales.seed_counts)
+        caption=_caption(sdf, seq, ref, "speedup" in keys, "accuracy" in keys, scales.seed_counts, ranked)
         + _execution_caption(execs, any(k.endswith(":vs_eager") for k in keys)),
     )
 
@@ -383,10 +384,10 @@ def _p50_ratio(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> Cell
     return Cell(f"{fmt_sig(ratio)}×", ratio) if math.isfinite(ratio) else Cell()
 
 
-def _caption(sdf: pd.DataFrame, seq: bool, ref: str | None, speedup: bool, acc: bool, seeds: frozenset[int]) -> str:
-    out = [
-        f"Rows grouped by tier{', sequence length (T)' if seq else ''} and batch size (b); best value per group in bold."
-    ]
+def _caption(sdf: pd.DataFrame, seq: bool, ref: str | None, speedup: bool, acc: bool, seeds: frozenset[int],
+             ranked: bool = True) -> str:  # fmt: skip
+    best = "; best value per group in bold" if ranked else ""  # no column with a better direction: nothing bold
+    out = [f"Rows grouped by tier{', sequence length (T)' if seq else ''} and batch size (b){best}."]
     if ref is not None:
         out.append(f"'vs {ref}': p50 latency relative to {ref} in the same group (1.80× = 1.8 times {ref}'s latency).")
     if speedup:

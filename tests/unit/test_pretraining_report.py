@@ -94,6 +94,7 @@ def test_the_main_table_leaves_out_a_latency_column_no_cell_measured() -> None:
     records = json.loads(published("pretraining").read_text())["records"]
     (main,) = build_tables(frame_from_records(records))
     assert not [c.key for c in main.columns if c.group], [c.key for c in main.columns]  # no per-device column
+    assert "bold" not in main.caption  # nothing to rank
     records[0] = {**records[0], "status": "failed", "error": "RuntimeError: boom", "metrics": {}}
     (main,) = build_tables(frame_from_records(records))
     assert [c.key for c in main.columns if c.group] == ["cpu:latency_p50_ms"]
