@@ -53,6 +53,18 @@ _LATENCY_STATS = ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency
                   "latency_iqr_ms", "latency_n", "latency_noisy")  # fmt: skip
 
 
+def judged_drift(metrics: Mapping[str, Any]) -> tuple[float | None, bool]:
+    """The machine-speed drift a cell's steadiness is judged by, and whether it is its median process's.
+
+    A repeated cell (``DRIFT_METRIC`` present) is judged by its median process, see the module docstring;
+    any other by its one measurement's ``speed_ref_drift``. None when neither was recorded.
+    """
+    from bench.numbers import finite
+
+    typical = finite(metrics.get(DRIFT_METRIC))
+    return (typical, True) if typical is not None else (finite(metrics.get("speed_ref_drift")), False)
+
+
 def measures_latency(cell: CellSpec) -> bool:
     """Whether the cell's profile times latency (only such cells are repeated)."""
     return "latency" in cell.profile.metrics

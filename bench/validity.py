@@ -176,13 +176,14 @@ def judge(metrics: Mapping[str, Any], env: Mapping[str, Any] | None = None) -> V
 
 
 def _speed(m: Mapping[str, Any]) -> str | None | bool:
+    from bench.repeat import judged_drift
+
     # A cell measured in several processes (run --repeat) is judged by its median process: one disturbed
     # process is one of K values, and its note says so (bench.repeat).
-    typical = _num(m.get("speed_ref_drift_median"))
-    drift = typical if typical is not None else _num(m.get("speed_ref_drift"))
+    drift, median = judged_drift(m)
     if drift is None:
         return None
-    where = "in the median process" if typical is not None else "during the measurement"
+    where = "in the median process" if median else "during the measurement"
     return abs(drift) > UNSTEADY_SPEED_DRIFT and f"the machine-speed reference moved {drift:+.0%} {where}"
 
 

@@ -249,10 +249,10 @@ def _steadiness(row: Mapping[str, Any], per_process: bool) -> float:
     Tested over per-process medians, a cell is unsteady when its median process was (``bench.repeat``'s
     ``speed_ref_drift_median``), not when any one process was: that process is one value of K in the test.
     """
-    from bench.repeat import DRIFT_METRIC
+    from bench.repeat import judged_drift
 
-    typical = _value(row, DRIFT_METRIC) if per_process else None
-    return typical if typical is not None else (_value(row, "speed_ref_drift") or 0.0)
+    drift = judged_drift(row)[0] if per_process else _value(row, "speed_ref_drift")
+    return drift or 0.0
 
 
 class SampledCheck(Check):

@@ -266,9 +266,9 @@ def _columns(
     for d in devices:
         # the first column (p50) always, as a cell that did not end ok shows its status there -- unless no cell
         # on the device measured anything per device and all ended ok (a pretraining run: an empty column)
-        measured = any(has(s.name, d) for s in specs)
+        measured = [s for s in specs if has(s.name, d)]
         failed = any(r["status"] != Status.OK for r in rows if r["device"] == d)
-        dev_specs[d] = [s for i, s in enumerate(specs) if (i == 0 and (measured or failed)) or has(s.name, d)]
+        dev_specs[d] = [s for i, s in enumerate(specs) if (i == 0 and (measured or failed)) or s in measured]
         columns += [Column(f"{d}:{s.name}", s.header or s.name, d, s.better) for s in dev_specs[d]]
         if ref is not None and has("latency_p50_ms", d):
             columns.append(Column(f"{d}:ratio", f"vs {ref}", d))
